@@ -1,0 +1,1 @@
+"""The belt's domain: typed mappings and the state machines."""

@@ -1,0 +1,545 @@
+"""The belt's domain model (SQLAlchemy 2 typed mappings).
+
+Conventions: money in integer fen (1/100 yuan) so sums are exact and fit the solvers' int64 costs;
+weights in grams; capacity in minutes; timestamps are naive UTC; a courier's cut-off is local belt time.
+Receiver personal data is only stored sealed (see :mod:`fulfil.pii`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Time,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy import Enum as SAEnum
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from fulfil.domain.states import BatchState, OrderState, ParcelState, WorkOrderState
+
+# Primary keys are BIGINT on PostgreSQL (a belt makes billions of rows) and INTEGER on SQLite, where only
+# INTEGER PRIMARY KEY is the auto-incrementing rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _enum(enum: type[StrEnum]) -> SAEnum:
+    return SAEnum(enum, native_enum=False, length=20, values_callable=lambda e: [m.value for m in e])
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Platform(StrEnum):
+    DOUDIAN = "doudian"
+    KUAISHOU = "kuaishou"
+    TAOBAO = "taobao"
+    JD = "jd"
+    PINDUODUO = "pinduoduo"
+    SHOPIFY = "shopify"
+    WOOCOMMERCE = "woocommerce"
+
+
+class SiteKind(StrEnum):
+    WORKSHOP = "workshop"
+    WAREHOUSE = "warehouse"
+
+
+# --- the front: merchants, shops, platform apps -------------------------------------------------------
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    town: Mapped[str] = mapped_column(String(32))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    # May an order of this merchant take another pooling merchant's stock?
+    pools_stock: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    shops: Mapped[list[PlatformShop]] = relationship(back_populates="merchant")
+
+
+class PlatformShop(Base):
+    __tablename__ = "platform_shops"
+    __table_args__ = (UniqueConstraint("platform", "shop_code"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform))
+    shop_code: Mapped[str] = mapped_column(String(64))  # the platform's own shop id
+    name: Mapped[str] = mapped_column(String(128))
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+
+    merchant: Mapped[Merchant] = relationship(back_populates="shops")
+
+
+class PlatformApp(Base):
+    """An app registered with a platform. The secret is stored sealed and never shown."""
+
+    __tablename__ = "platform_apps"
+    __table_args__ = (UniqueConstraint("platform", "app_key", "secret_fingerprint"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform))
+    app_key: Mapped[str] = mapped_column(String(128))
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    # First 8 hex digits of SHA-256 of the secret: tells two rotating secrets apart without revealing either.
+    secret_fingerprint: Mapped[str] = mapped_column(String(16))
+    merchant_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+    def __repr__(self) -> str:
+        return (
+            f"PlatformApp(id={self.id}, platform={self.platform}, app_key={self.app_key!r}, secret=<hidden>)"
+        )
+
+
+# --- what is made: styles and SKUs --------------------------------------------------------------------
+
+
+class ProcessFamily(Base):
+    """A family of processes that share workshop capacity (cut-and-sew, knitting, printing ...)."""
+
+    __tablename__ = "process_families"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+
+
+class Style(Base):
+    __tablename__ = "styles"
+    __table_args__ = (
+        UniqueConstraint("merchant_id", "code"),
+        CheckConstraint("minutes_per_unit > 0", name="minutes_positive"),
+        CheckConstraint("min_lot >= 0", name="min_lot_nonnegative"),
+        CheckConstraint("changeover_fen >= 0", name="changeover_nonnegative"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128))
+    process_family_id: Mapped[int] = mapped_column(ForeignKey("process_families.id"))
+    minutes_per_unit: Mapped[float] = mapped_column(Float)
+    min_lot: Mapped[int] = mapped_column(Integer)
+    changeover_fen: Mapped[int] = mapped_column(Integer)
+
+
+class Sku(Base):
+    __tablename__ = "skus"
+    __table_args__ = (UniqueConstraint("style_id", "code"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    style_id: Mapped[int] = mapped_column(ForeignKey("styles.id"), index=True)
+    code: Mapped[str] = mapped_column(String(64))
+    colour: Mapped[str] = mapped_column(String(32))
+    size: Mapped[str] = mapped_column(String(16))
+    weight_g: Mapped[int] = mapped_column(Integer)
+
+
+class PlatformSkuMapping(Base):
+    """A platform's SKU code as a shop lists it, mapped to the merchant's SKU."""
+
+    __tablename__ = "platform_sku_mappings"
+    __table_args__ = (UniqueConstraint("shop_id", "platform_sku_code"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    shop_id: Mapped[int] = mapped_column(ForeignKey("platform_shops.id"))
+    platform_sku_code: Mapped[str] = mapped_column(String(64))
+    sku_id: Mapped[int] = mapped_column(ForeignKey("skus.id"))
+
+
+# --- the back: workshops and shared warehouses --------------------------------------------------------
+
+
+class Workshop(Base):
+    __tablename__ = "workshops"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    town: Mapped[str] = mapped_column(String(32))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    workers: Mapped[int] = mapped_column(Integer)
+    quality: Mapped[float] = mapped_column(Float)  # 0..1, share of pieces passing inspection
+    reliability: Mapped[float] = mapped_column(Float)  # 0..1, share of lots finished on the planned day
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class WorkshopCapacity(Base):
+    """The capacity calendar: minutes a workshop offers a process family on a day."""
+
+    __tablename__ = "workshop_capacity"
+    __table_args__ = (
+        CheckConstraint("regular_minutes >= 0", name="regular_nonnegative"),
+        CheckConstraint("overtime_minutes >= 0", name="overtime_nonnegative"),
+    )
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    process_family_id: Mapped[int] = mapped_column(ForeignKey("process_families.id"), primary_key=True)
+    regular_minutes: Mapped[int] = mapped_column(Integer)
+    overtime_minutes: Mapped[int] = mapped_column(Integer)
+    overtime_premium_fen_per_minute: Mapped[int] = mapped_column(Integer)
+
+
+class Qualification(Base):
+    """A workshop qualified to make a style, at its unit cost."""
+
+    __tablename__ = "qualifications"
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"), primary_key=True)
+    style_id: Mapped[int] = mapped_column(ForeignKey("styles.id"), primary_key=True, index=True)
+    unit_cost_fen: Mapped[int] = mapped_column(Integer)
+
+
+class SharedWarehouse(Base):
+    __tablename__ = "shared_warehouses"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    name: Mapped[str] = mapped_column(String(128))
+    town: Mapped[str] = mapped_column(String(32))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    daily_handling_capacity: Mapped[int] = mapped_column(Integer)  # order lines picked and packed a day
+    handling_fen_per_line: Mapped[int] = mapped_column(Integer)
+
+
+class Stock(Base):
+    """An owner's stock of one SKU in one shared warehouse."""
+
+    __tablename__ = "stock"
+    __table_args__ = (
+        CheckConstraint("on_hand >= 0", name="on_hand_nonnegative"),
+        CheckConstraint("reserved >= 0 AND reserved <= on_hand", name="reserved_within_on_hand"),
+    )
+    warehouse_id: Mapped[int] = mapped_column(ForeignKey("shared_warehouses.id"), primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"), primary_key=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("skus.id"), primary_key=True, index=True)
+    on_hand: Mapped[int] = mapped_column(Integer)
+    reserved: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- couriers -----------------------------------------------------------------------------------------
+
+
+class Courier(Base):
+    __tablename__ = "couriers"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16), unique=True)  # ZTO, YTO, YUNDA, STO, JT, SF, JD, EMS
+    name: Mapped[str] = mapped_column(String(64))
+
+
+class CourierPoint(Base):
+    """A courier's local depot (网点): it has a daily quota and vans, and a cut-off for the day's pickups."""
+
+    __tablename__ = "courier_points"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    courier_id: Mapped[int] = mapped_column(ForeignKey("couriers.id"), index=True)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    town: Mapped[str] = mapped_column(String(32))
+    lon: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    daily_quota: Mapped[int] = mapped_column(Integer)  # parcels a day
+    cutoff: Mapped[dt.time] = mapped_column(Time)  # local belt time
+    van_capacity: Mapped[int] = mapped_column(Integer)  # parcels a van carries
+
+
+class CourierPrice(Base):
+    """A courier's price from the belt to a destination province: first kilogram, then each further one."""
+
+    __tablename__ = "courier_prices"
+    courier_id: Mapped[int] = mapped_column(ForeignKey("couriers.id"), primary_key=True)
+    province: Mapped[str] = mapped_column(String(2), primary_key=True)  # GB/T 2260 two-digit code
+    first_weight_g: Mapped[int] = mapped_column(Integer)
+    first_fen: Mapped[int] = mapped_column(Integer)
+    additional_fen_per_kg: Mapped[int] = mapped_column(Integer)
+
+
+# --- orders -------------------------------------------------------------------------------------------
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("platform", "shop_id", "platform_order_id"),
+        Index("ix_orders_status_paid_at", "status", "paid_at"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform))
+    shop_id: Mapped[int] = mapped_column(ForeignKey("platform_shops.id"))
+    platform_order_id: Mapped[str] = mapped_column(String(64))
+    merchant_id: Mapped[int] = mapped_column(ForeignKey("merchants.id"))
+    status: Mapped[OrderState] = mapped_column(_enum(OrderState))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    paid_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    ship_by: Mapped[dt.datetime] = mapped_column(DateTime)
+    presale: Mapped[bool] = mapped_column(Boolean, default=False)
+    province: Mapped[str] = mapped_column(String(2))
+    city: Mapped[str] = mapped_column(String(32))
+    receiver_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+
+    lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
+
+
+class OrderLine(Base):
+    __tablename__ = "order_lines"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    sku_id: Mapped[int] = mapped_column(ForeignKey("skus.id"))
+    quantity: Mapped[int] = mapped_column(Integer)
+
+    order: Mapped[Order] = relationship(back_populates="lines")
+
+
+# --- planning -----------------------------------------------------------------------------------------
+
+
+class Batch(Base):
+    __tablename__ = "batches"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    status: Mapped[BatchState] = mapped_column(_enum(BatchState), default=BatchState.OPEN)
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    window_end: Mapped[dt.datetime] = mapped_column(DateTime)
+    close_reason: Mapped[str | None] = mapped_column(String(16))  # window, size, operator
+    closed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    order_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class SolverRun(Base):
+    __tablename__ = "solver_runs"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    solver: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # running, feasible, optimal, failed
+    objective: Mapped[float | None] = mapped_column(Float)
+    bound: Mapped[float | None] = mapped_column(Float)
+    gap: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    message: Mapped[str | None] = mapped_column(String(512))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class WorkOrder(Base):
+    """A lot of one style for one workshop on one day; surplus above the orders goes to the owner's stock."""
+
+    __tablename__ = "work_orders"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        Index("ix_work_orders_workshop_day", "workshop_id", "day"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"))
+    style_id: Mapped[int] = mapped_column(ForeignKey("styles.id"))
+    process_family_id: Mapped[int] = mapped_column(ForeignKey("process_families.id"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    regular_minutes: Mapped[float] = mapped_column(Float)
+    overtime_minutes: Mapped[float] = mapped_column(Float)
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    status: Mapped[WorkOrderState] = mapped_column(_enum(WorkOrderState), default=WorkOrderState.PLANNED)
+    quantity_done: Mapped[int] = mapped_column(Integer, default=0)
+    defects: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AllocationDecision(Base):
+    """Where one order line (or part of it) comes from, and what that costs."""
+
+    __tablename__ = "allocation_decisions"
+    __table_args__ = (
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+        CheckConstraint(
+            "(source = 'workshop' AND workshop_id IS NOT NULL AND warehouse_id IS NULL)"
+            " OR (source = 'warehouse' AND warehouse_id IS NOT NULL AND workshop_id IS NULL)",
+            name="one_source",
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    solver_run_id: Mapped[int] = mapped_column(ForeignKey("solver_runs.id"), index=True)
+    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
+    source: Mapped[SiteKind] = mapped_column(_enum(SiteKind))
+    workshop_id: Mapped[int | None] = mapped_column(ForeignKey("workshops.id"))
+    warehouse_id: Mapped[int | None] = mapped_column(ForeignKey("shared_warehouses.id"))
+    stock_owner_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
+    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id"), index=True)
+    day: Mapped[dt.date] = mapped_column(Date)
+    quantity: Mapped[int] = mapped_column(Integer)
+    goods_fen: Mapped[int] = mapped_column(Integer)  # unit cost, or handling for stock
+    overtime_fen: Mapped[int] = mapped_column(Integer)
+    shipping_fen: Mapped[int] = mapped_column(Integer)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(String(256))
+
+
+# --- dispatch -----------------------------------------------------------------------------------------
+
+
+class Parcel(Base):
+    """What one order ships from one site: a split order makes several parcels."""
+
+    __tablename__ = "parcels"
+    __table_args__ = (
+        CheckConstraint(
+            "(site_kind = 'workshop' AND workshop_id IS NOT NULL AND warehouse_id IS NULL)"
+            " OR (site_kind = 'warehouse' AND warehouse_id IS NOT NULL AND workshop_id IS NULL)",
+            name="one_site",
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    site_kind: Mapped[SiteKind] = mapped_column(_enum(SiteKind))
+    workshop_id: Mapped[int | None] = mapped_column(ForeignKey("workshops.id"))
+    warehouse_id: Mapped[int | None] = mapped_column(ForeignKey("shared_warehouses.id"))
+    status: Mapped[ParcelState] = mapped_column(_enum(ParcelState), default=ParcelState.PLANNED)
+    weight_g: Mapped[int] = mapped_column(Integer)
+    ready_on: Mapped[dt.date] = mapped_column(Date)
+    courier_id: Mapped[int | None] = mapped_column(ForeignKey("couriers.id"))
+    shipping_fen: Mapped[int | None] = mapped_column(Integer)
+
+
+class Waybill(Base):
+    """An electronic waybill (电子面单): the tracking number a courier gave a parcel."""
+
+    __tablename__ = "waybills"
+    __table_args__ = (UniqueConstraint("courier_id", "tracking_number"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id"), unique=True)
+    courier_id: Mapped[int] = mapped_column(ForeignKey("couriers.id"))
+    tracking_number: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)  # makes a retried request idempotent
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class Pickup(Base):
+    """A booked collection (揽收) at one site by one courier point, in a window before the cut-off."""
+
+    __tablename__ = "pickups"
+    __table_args__ = (
+        CheckConstraint(
+            "(site_kind = 'workshop' AND workshop_id IS NOT NULL AND warehouse_id IS NULL)"
+            " OR (site_kind = 'warehouse' AND warehouse_id IS NOT NULL AND workshop_id IS NULL)",
+            name="one_site",
+        ),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    courier_point_id: Mapped[int] = mapped_column(ForeignKey("courier_points.id"), index=True)
+    site_kind: Mapped[SiteKind] = mapped_column(_enum(SiteKind))
+    workshop_id: Mapped[int | None] = mapped_column(ForeignKey("workshops.id"))
+    warehouse_id: Mapped[int | None] = mapped_column(ForeignKey("shared_warehouses.id"))
+    window_start: Mapped[dt.datetime] = mapped_column(DateTime)
+    window_end: Mapped[dt.datetime] = mapped_column(DateTime)
+    parcel_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="requested")  # requested, booked, done, failed
+    booking_ref: Mapped[str | None] = mapped_column(String(64))
+
+
+class PickupParcel(Base):
+    __tablename__ = "pickup_parcels"
+    pickup_id: Mapped[int] = mapped_column(ForeignKey("pickups.id"), primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id"), primary_key=True, unique=True)
+
+
+# --- infrastructure -----------------------------------------------------------------------------------
+
+
+class OutboxJob(Base):
+    """A job written in the same transaction as the data it acts on, enqueued to rq after the commit."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "enqueued_at", "id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    queue: Mapped[str] = mapped_column(String(32))
+    task: Mapped[str] = mapped_column(String(64))  # a name in fulfil.jobs.tasks.REGISTRY
+    args: Mapped[list[Any]] = mapped_column(JSON)  # ids only
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    enqueued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class ExceptionItem(Base):
+    """Something that could not be processed, kept whole with its reason for an operator."""
+
+    __tablename__ = "exceptions"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # e.g. unknown_sku, unfillable, bad_address
+    subject: Mapped[str] = mapped_column(String(64))  # "order 123", "inbox 9", ...
+    reason: Mapped[str] = mapped_column(String(512))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open, resolved, dismissed
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, server_default=func.now())
+
+
+class Belt(Base):
+    """What the generator made in this database: one row per generated belt, so a rerun can say so clearly."""
+
+    __tablename__ = "belts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    seed: Mapped[int] = mapped_column(BigInteger)
+    day: Mapped[dt.date] = mapped_column(Date)
+    parameters: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+__all__ = [
+    "AllocationDecision",
+    "Base",
+    "Batch",
+    "Belt",
+    "Courier",
+    "CourierPoint",
+    "CourierPrice",
+    "ExceptionItem",
+    "Merchant",
+    "Order",
+    "OrderLine",
+    "OutboxJob",
+    "Parcel",
+    "Pickup",
+    "PickupParcel",
+    "Platform",
+    "PlatformApp",
+    "PlatformShop",
+    "PlatformSkuMapping",
+    "ProcessFamily",
+    "Qualification",
+    "SharedWarehouse",
+    "SiteKind",
+    "Sku",
+    "Stock",
+    "Style",
+    "Waybill",
+    "WorkOrder",
+]
