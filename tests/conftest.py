@@ -75,8 +75,8 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     s = settings.get()
     eng = db.engine(s.database_url)
     migrate.upgrade(eng)
-    conn = redis_conn.connect(s)
-    b = Backend(request.param, env, s, eng, conn)
+    rconn = redis_conn.connect(s)
+    b = Backend(request.param, env, s, eng, rconn)
     b.truncate()
     try:
         yield b
@@ -86,7 +86,7 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
             with admin.begin() as c:
                 c.execute(text(f"DROP SCHEMA {schema} CASCADE"))
             admin.dispose()
-            conn.flushdb()
+            rconn.flushdb()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -13,7 +13,10 @@ from fulfil.settings import SettingsError
 console = Console(stderr=True, soft_wrap=True)
 
 # Each module registers its own commands on ``main``; they are imported when the CLI starts.
-_COMMAND_MODULES = ["fulfil.cli.admin"]
+_COMMAND_MODULES = [
+    "fulfil.cli.admin",
+    "fulfil.cli.serve",
+]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
