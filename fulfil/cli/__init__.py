@@ -16,6 +16,8 @@ console = Console(stderr=True, soft_wrap=True)
 _COMMAND_MODULES = [
     "fulfil.cli.admin",
     "fulfil.cli.serve",
+    "fulfil.cli.worker",
+    "fulfil.cli.demo",
     "fulfil.cli.bench",
     "fulfil.cli.generate",
 ]

@@ -1,0 +1,169 @@
+"""The ``plan_batch`` job: load a closed batch, solve it, write the plan — once.
+
+Idempotent: a batch that is not ``closed`` (already planned, failed, or still open) is left alone. Plans are
+written one at a time: every batch takes from the same capacity and stock, so two plans made side by side
+from the same snapshot would both spend the same free minutes. The planning lock (a transaction-scoped
+advisory lock on PostgreSQL, then ``SELECT ... FOR UPDATE`` of the batch row; the database write lock on
+SQLite, taken before anything is read) covers load, solve and write in one transaction.
+
+Batches are planned in the order they closed (closing time, then id), whichever worker gets to which job
+first: ``plan_batch(b)`` first plans every batch that closed before ``b`` and still waits. Each batch spends
+what its predecessors left, so a fixed order makes a day's plan reproducible.
+
+A solve that raises leaves the batch ``failed`` with its orders back in the pool, a failed ``SolverRun``
+and an exception item, then re-raises so the worker records the job as failed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from sqlalchemy import select, text, update
+from sqlalchemy.orm import Session
+
+from fulfil import db
+from fulfil.domain.models import Batch, ExceptionItem, Order, SolverRun
+from fulfil.domain.states import BATCH, ORDER, BatchEvent, BatchState, OrderEvent, OrderState
+from fulfil.planning.load import load_batch
+from fulfil.planning.write import PlanSummary, write_plan
+from solvers.allocation import allocate
+
+log = logging.getLogger(__name__)
+
+_PLAN_LOCK_KEY = 0x66756C_706C  # "ful" "pl": taken by every plan writer
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def _lock_batch(session: Session, batch_id: int) -> BatchState | None:
+    """Take the planning lock and return the batch's state (None if there is no such batch)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
+        query = select(Batch.status).where(Batch.id == batch_id).with_for_update()
+    else:
+        # Writing first takes SQLite's write lock before our snapshot begins; reading first would let
+        # another planner commit in between and make our write fail.
+        session.execute(text("UPDATE batches SET id = id WHERE 0"))
+        query = select(Batch.status).where(Batch.id == batch_id)
+    status = session.execute(query).scalar_one_or_none()
+    return None if status is None else BatchState(status)
+
+
+def plan_session(session: Session, batch_id: int) -> PlanSummary | None:
+    """Plan batch ``batch_id`` in ``session``'s transaction; None if it is not waiting to be planned."""
+    status = _lock_batch(session, batch_id)
+    if status is None:
+        raise LookupError(f"batch {batch_id} does not exist")
+    if status != BatchState.CLOSED:
+        log.info("plan_batch %d: batch is %s, nothing to do", batch_id, status)
+        return None
+    started = _utcnow()
+    t0 = time.perf_counter()
+    loaded = load_batch(session, batch_id)
+    load_s = time.perf_counter() - t0
+    result = allocate(loaded.problem)
+    t1 = time.perf_counter()
+    summary = write_plan(
+        session, loaded, result, started_at=started, parameters={"load_seconds": round(load_s, 3)}
+    )
+    log.info(
+        "plan_batch %d: %d orders allocated, %d unfilled, %d new work orders, %d grown, %d parcels; "
+        "objective %d fen; load %.2fs, solve %.2fs, write %.2fs",
+        batch_id,
+        summary.orders_allocated,
+        summary.orders_unfilled,
+        summary.work_orders,
+        summary.work_orders_grown,
+        summary.parcels,
+        summary.objective_fen,
+        load_s,
+        result.seconds,
+        time.perf_counter() - t1,
+    )
+    return summary
+
+
+def plan_batch(batch_id: int) -> None:
+    """The ``plan_batch`` task (ids only): plan the batches that closed before this one and still wait, then
+    this one; each in its own transaction, each only if it is still closed."""
+    eng = db.engine()
+    with eng.connect() as conn:
+        mine = conn.execute(select(Batch.closed_at).where(Batch.id == batch_id)).one_or_none()
+        earlier: list[int] = []
+        if mine is not None and mine[0] is not None:
+            earlier = list(
+                conn.scalars(
+                    select(Batch.id)
+                    .where(
+                        Batch.status == BatchState.CLOSED,
+                        Batch.id != batch_id,
+                        (Batch.closed_at < mine[0]) | ((Batch.closed_at == mine[0]) & (Batch.id < batch_id)),
+                    )
+                    .order_by(Batch.closed_at, Batch.id)
+                )
+            )
+    for bid in earlier:
+        try:
+            plan_one(bid)
+        except Exception:
+            # recorded as a failed batch by plan_one; this job's own batch still gets its turn
+            log.warning("plan_batch %d: earlier batch %d failed", batch_id, bid)
+    plan_one(batch_id)
+
+
+def plan_one(batch_id: int) -> None:
+    """Plan one batch if it is closed, in one transaction; a failure marks it failed and re-raises."""
+    eng = db.engine()
+    started = _utcnow()
+    try:
+        with db.session_scope(eng) as session:
+            plan_session(session, batch_id)
+    except LookupError:
+        raise
+    except Exception as exc:
+        log.exception("plan_batch %d failed", batch_id)
+        with db.session_scope(eng) as session:
+            fail_batch(session, batch_id, f"{type(exc).__name__}: {exc}", started)
+        raise
+
+
+def fail_batch(session: Session, batch_id: int, message: str, started_at: dt.datetime) -> bool:
+    """Mark a closed batch failed: its orders back to the pool, a failed solver run, an exception item."""
+    if _lock_batch(session, batch_id) != BatchState.CLOSED:
+        return False
+    in_batch = (Order.batch_id == batch_id) & (Order.status == OrderState.BATCHED)
+    released = ORDER.fire_where(session, Order, in_batch, OrderEvent.RELEASE)
+    session.execute(
+        update(Order)
+        .where(Order.batch_id == batch_id, Order.status == OrderState.PAID)
+        .values(batch_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    BATCH.fire_where(session, Batch, Batch.id == batch_id, BatchEvent.FAIL)
+    session.add(
+        SolverRun(
+            batch_id=batch_id,
+            solver="greedy",
+            status="failed",
+            seed=0,
+            parameters={},
+            message=message[:512],
+            started_at=started_at,
+            finished_at=_utcnow(),
+        )
+    )
+    session.add(
+        ExceptionItem(
+            kind="plan_failed",
+            subject=f"batch {batch_id}",
+            reason=message[:512],
+            payload={"batch_id": batch_id, "orders_released": released},
+            status="open",
+            created_at=_utcnow(),
+        )
+    )
+    return True

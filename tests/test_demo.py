@@ -1,0 +1,178 @@
+"""The simulated day end to end on a small belt, on each backend: generated orders → batches on a simulated
+clock → plans by real worker subprocesses → executed. Checked by invariants, then run again."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import Engine, String, and_, cast, func, literal, select
+
+from fulfil.demo import DemoError, DemoParams, DemoReport, run_demo
+from fulfil.domain.models import (
+    AllocationDecision,
+    Batch,
+    ExceptionItem,
+    Order,
+    OrderLine,
+    Parcel,
+    Stock,
+    WorkOrder,
+    WorkshopCapacity,
+)
+from fulfil.domain.states import BatchState, OrderState, ParcelState, WorkOrderState
+from tests.conftest import Backend
+
+pytestmark = pytest.mark.slow
+
+# Three-hour windows keep the day to a handful of batches, so the test stays quick.
+PARAMS = DemoParams(
+    orders=1_000,
+    workshops=20,
+    seed=7,
+    day=dt.date(2026, 11, 11),
+    workers=2,
+    reset=True,
+    window=dt.timedelta(hours=3),
+    worker_timeout=300,
+)
+
+
+def check_invariants(eng: Engine, report: DemoReport) -> None:
+    with eng.connect() as c:
+        # every order ends packed, or back in the pool with an open exception that names the reason
+        by_status = dict(c.execute(select(Order.status, func.count()).group_by(Order.status)).all())
+        assert set(by_status) <= {OrderState.PACKED, OrderState.PAID}, by_status
+        assert sum(by_status.values()) == PARAMS.orders == report.orders
+        subject = literal("order ", String) + cast(Order.id, String)
+        unexplained = c.execute(
+            select(func.count())
+            .select_from(Order)
+            .outerjoin(
+                ExceptionItem,
+                and_(
+                    ExceptionItem.subject == subject,
+                    ExceptionItem.kind == "unfillable",
+                    ExceptionItem.status == "open",
+                ),
+            )
+            .where(
+                Order.status == OrderState.PAID, (ExceptionItem.id.is_(None)) | (ExceptionItem.reason == "")
+            )
+        ).scalar_one()
+        assert unexplained == 0
+        assert report.orders_packed == by_status.get(OrderState.PACKED, 0)
+        assert report.orders_unfilled == by_status.get(OrderState.PAID, 0)
+
+        # every batch planned
+        assert set(c.execute(select(Batch.status)).scalars()) == {BatchState.PLANNED}
+
+        # capacity never exceeded, per workshop, process family and day
+        used = (
+            select(
+                WorkOrder.workshop_id,
+                WorkOrder.process_family_id,
+                WorkOrder.day,
+                func.sum(WorkOrder.regular_minutes).label("regular"),
+                func.sum(WorkOrder.overtime_minutes).label("overtime"),
+            )
+            .group_by(WorkOrder.workshop_id, WorkOrder.process_family_id, WorkOrder.day)
+            .subquery()
+        )
+        rows = c.execute(
+            select(
+                used.c.regular,
+                used.c.overtime,
+                WorkshopCapacity.regular_minutes,
+                WorkshopCapacity.overtime_minutes,
+            )
+            .select_from(used)
+            .outerjoin(
+                WorkshopCapacity,
+                and_(
+                    WorkshopCapacity.workshop_id == used.c.workshop_id,
+                    WorkshopCapacity.process_family_id == used.c.process_family_id,
+                    WorkshopCapacity.day == used.c.day,
+                ),
+            )
+        ).all()
+        assert rows, "the day made nothing"
+        for reg, ot, cap_reg, cap_ot in rows:
+            assert cap_reg is not None, "a work order on a day without capacity"
+            assert reg + ot <= cap_reg + cap_ot + 1e-6
+
+        # work orders all completed, in full
+        assert set(c.execute(select(WorkOrder.status)).scalars()) == {WorkOrderState.COMPLETED}
+        assert (
+            c.execute(select(func.count()).where(WorkOrder.quantity_done != WorkOrder.quantity)).scalar_one()
+            == 0
+        )
+
+        # stock: reservations within on hand; all picked by the end of the day's plan
+        for on_hand, reserved in c.execute(select(Stock.on_hand, Stock.reserved)):
+            assert 0 <= reserved <= on_hand
+        assert c.execute(select(func.sum(Stock.reserved))).scalar_one() == 0
+
+        # parcels: every one priced, packed, with a courier; every packed order has one
+        assert (
+            c.execute(
+                select(func.count()).where(
+                    (Parcel.shipping_fen.is_(None)) | (Parcel.shipping_fen <= 0) | Parcel.courier_id.is_(None)
+                )
+            ).scalar_one()
+            == 0
+        )
+        assert set(c.execute(select(Parcel.status)).scalars()) == {ParcelState.PACKED}
+        assert (
+            c.execute(
+                select(func.count())
+                .select_from(Order)
+                .where(
+                    Order.status == OrderState.PACKED,
+                    ~select(Parcel.id).where(Parcel.order_id == Order.id).exists(),
+                )
+            ).scalar_one()
+            == 0
+        )
+
+        # every line of a packed order is fully decided, never over
+        decided = (
+            select(AllocationDecision.order_line_id, func.sum(AllocationDecision.quantity).label("q"))
+            .group_by(AllocationDecision.order_line_id)
+            .subquery()
+        )
+        mismatched = c.execute(
+            select(func.count())
+            .select_from(OrderLine)
+            .join(Order, Order.id == OrderLine.order_id)
+            .outerjoin(decided, decided.c.order_line_id == OrderLine.id)
+            .where(Order.status == OrderState.PACKED, func.coalesce(decided.c.q, 0) != OrderLine.quantity)
+        ).scalar_one()
+        assert mismatched == 0
+    assert report.parcels > 0 and 0 < report.on_time_share <= 1
+    assert report.cost_per_parcel_yuan > 0 and report.utilisation > 0
+
+
+def test_a_small_day_end_to_end_and_again(backend: Backend) -> None:
+    first = run_demo(PARAMS)
+    check_invariants(backend.engine, first)
+    assert first.batches > 1 and first.work_orders_completed == first.work_orders > 0
+
+    second = run_demo(PARAMS)  # the previous belt is cleared, the same day is made and planned again
+    check_invariants(backend.engine, second)
+    # same seed, same day, batches planned in closing order: the same plan
+    for field in (
+        "orders",
+        "order_lines",
+        "batches",
+        "parcels",
+        "orders_packed",
+        "goods_fen",
+        "shipping_fen",
+    ):
+        assert getattr(second, field) == getattr(first, field), field
+
+    if backend.name == "postgresql":
+        # a configured database is cleared only when asked to
+        with pytest.raises(DemoError, match="--reset"):
+            run_demo(DemoParams(**{**PARAMS.__dict__, "reset": False}))
