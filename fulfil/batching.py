@@ -207,14 +207,7 @@ def _move_range(
         & (key >= tuple_(literal(lo[0]), literal(lo[1])))
         & (key <= tuple_(literal(hi[0]), literal(hi[1])))
     )
-    result = session.execute(
-        update(Order).where(in_run).values(batch_id=batch_id).execution_options(synchronize_session=False)
-    )
-    joined: int = result.rowcount  # type: ignore[attr-defined]
-    fired = ORDER.fire_where(session, Order, in_run & (Order.batch_id == batch_id), OrderEvent.BATCH)
-    if fired != joined:  # the first UPDATE locked these rows: a difference is a bug, never a race
-        raise RuntimeError(f"batch {batch_id}: {joined} orders joined but {fired} fired BATCH")
-    return joined
+    return ORDER.fire_where(session, Order, in_run, OrderEvent.BATCH, {"batch_id": batch_id})
 
 
 _RUN = table("batching_run", column("id"))  # SQLite: a temporary table holding one run's order ids
@@ -235,10 +228,7 @@ def _move_ids(session: Session, batch_id: int, ids: npt.NDArray[np.int64]) -> in
         rows = [(i,) for i in ids[start : start + _READ_CHUNK].tolist()]
         conn.exec_driver_sql("INSERT INTO batching_run (id) VALUES (?)", rows)
     in_run = Order.id.in_(select(_RUN.c.id))
-    moved = ORDER.fire_where(session, Order, in_run, OrderEvent.BATCH)
-    session.execute(
-        update(Order).where(in_run).values(batch_id=batch_id).execution_options(synchronize_session=False)
-    )
+    moved = ORDER.fire_where(session, Order, in_run, OrderEvent.BATCH, {"batch_id": batch_id})
     session.execute(text("DELETE FROM batching_run"))
     return moved
 
@@ -249,12 +239,8 @@ def _move_ids(session: Session, batch_id: int, ids: npt.NDArray[np.int64]) -> in
 def _close(session: Session, batch_ids: list[int], reason: str, now: dt.datetime) -> None:
     for start in range(0, len(batch_ids), _ID_CHUNK):
         chunk = batch_ids[start : start + _ID_CHUNK]
-        BATCH.fire_where(session, Batch, Batch.id.in_(chunk), BatchEvent.CLOSE)
-        session.execute(
-            update(Batch)
-            .where(Batch.id.in_(chunk))
-            .values(close_reason=reason, closed_at=now)
-            .execution_options(synchronize_session=False)
+        BATCH.fire_where(
+            session, Batch, Batch.id.in_(chunk), BatchEvent.CLOSE, {"close_reason": reason, "closed_at": now}
         )
     for bid in batch_ids:
         outbox.enqueue(session, "plan_batch", bid)

@@ -223,8 +223,7 @@ def _where(s: _settings.Settings) -> str:
 
 
 def _clear_jobs(conn: Any, s: _settings.Settings) -> None:
-    """Forget the previous run's rq jobs: outbox ids start again after a clear, and rq refuses a job id that
-    still exists, so a new job could otherwise be taken for an old one already run."""
+    """Forget the previous run's queued rq jobs: they name batches of the belt just cleared."""
     from rq import Queue
 
     from fulfil.jobs import tasks
@@ -234,9 +233,6 @@ def _clear_jobs(conn: Any, s: _settings.Settings) -> None:
         return
     for name in tasks.QUEUES:
         Queue(name, connection=conn).empty()  # type: ignore[no-untyped-call]
-    keys = list(conn.scan_iter(match="rq:job:outbox-*", count=1000))
-    for i in range(0, len(keys), 1000):
-        conn.delete(*keys[i : i + 1000])
 
 
 # --- generating ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import redis
 from fulfil import settings as _settings
 
 _connections: dict[tuple[int, str], redis.Redis] = {}
+CONNECT_TIMEOUT = 5.0  # seconds
 
 
 def connect(s: _settings.Settings | None = None) -> redis.Redis:
@@ -20,7 +21,8 @@ def connect(s: _settings.Settings | None = None) -> redis.Redis:
     key = (os.getpid(), target)
     if key not in _connections:
         if s.redis_url is not None:
-            _connections[key] = redis.Redis.from_url(s.redis_url)
+            # A bounded connect: a commit's after-commit drain must not hang on a host that drops packets.
+            _connections[key] = redis.Redis.from_url(s.redis_url, socket_connect_timeout=CONNECT_TIMEOUT)
         else:
             _connections[key] = embedded(str(s.redis_db_file))
     return _connections[key]

@@ -37,6 +37,11 @@ class Backend:
     redis: redis.Redis
 
     def truncate(self) -> None:
+        self.truncate_tables_only()
+        self.redis.flushdb()
+
+    def truncate_tables_only(self) -> None:
+        """Empty every table and restart ids, keeping Redis as it is."""
         tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
         with self.engine.begin() as conn:
             if self.name == "postgresql":
@@ -44,7 +49,6 @@ class Backend:
             else:
                 for t in tables:
                     conn.execute(text(f"DELETE FROM {t}"))
-        self.redis.flushdb()
 
 
 def _worker_index() -> int:

@@ -54,11 +54,11 @@ def test_a_committed_job_reaches_rq_with_ids_only(clean: Backend) -> None:
         assert Queue("plan", connection=clean.redis).count == 0  # not before the commit
     ((oid, queue, task, args, enqueued),) = _rows(clean)
     assert (queue, task, args, enqueued) == ("plan", "plan_batch", [7], True)
-    job = Job.fetch(outbox.job_id(oid), connection=clean.redis)
+    job = Job.fetch(outbox.job_id_for(clean.engine, oid), connection=clean.redis)
     assert job.func_name == tasks.ENTRY_POINT
     assert job.args == ("plan_batch", 7) and job.kwargs == {}
     assert job.result_ttl == outbox.RESULT_TTL
-    assert Queue("plan", connection=clean.redis).job_ids == [outbox.job_id(oid)]
+    assert Queue("plan", connection=clean.redis).job_ids == [outbox.job_id_for(clean.engine, oid)]
 
 
 def test_rollback_enqueues_nothing(clean: Backend) -> None:
@@ -74,7 +74,7 @@ def test_rollback_enqueues_nothing(clean: Backend) -> None:
         second = outbox.enqueue(s, "close_due_batches", "again")
         s.commit()
     assert [(r[3], r[4]) for r in _rows(clean)] == [(["again"], True)]
-    assert Queue("default", connection=clean.redis).job_ids == [outbox.job_id(second.id)]
+    assert Queue("default", connection=clean.redis).job_ids == [outbox.job_id_for(clean.engine, second.id)]
 
 
 def test_unknown_task_is_refused_when_enqueued(clean: Backend) -> None:
@@ -130,7 +130,9 @@ def test_redis_down_never_fails_the_commit(
 def test_drain_takes_every_pending_row_in_id_order(clean: Backend) -> None:
     ids = _pending_rows(clean, 25)
     assert outbox.drain(clean.engine, clean.redis, limit=10) == 25
-    assert Queue("default", connection=clean.redis).job_ids == [outbox.job_id(i) for i in ids]
+    assert Queue("default", connection=clean.redis).job_ids == [
+        outbox.job_id_for(clean.engine, i) for i in ids
+    ]
     assert all(r[4] for r in _rows(clean))
     assert outbox.drain(clean.engine, clean.redis) == 0
     assert Queue("default", connection=clean.redis).count == 25
@@ -142,13 +144,15 @@ def test_a_row_pushed_but_not_marked_is_not_pushed_again(clean: Backend) -> None
     """What a drainer killed between the push and the mark leaves: the job in rq, the row pending."""
     (oid,) = _pending_rows(clean, 1)
     q = Queue("default", connection=clean.redis)
-    assert outbox._push(q, outbox.Pending(oid, "default", "close_due_batches", [])) is True
+    with clean.engine.connect() as conn:
+        created = conn.execute(select(OutboxJob.created_at).where(OutboxJob.id == oid)).scalar_one()
+    assert outbox._push(q, outbox.Pending(oid, "default", "close_due_batches", [], created)) is True
     assert [r[4] for r in _rows(clean)] == [False]
     assert outbox.drain(clean.engine, clean.redis) == 1
-    assert q.job_ids == [outbox.job_id(oid)]  # once, not twice
+    assert q.job_ids == [outbox.job_id_for(clean.engine, oid)]  # once, not twice
     # Even after the job ran and left the queue, its record keeps a late drain from pushing it again.
-    q.remove(outbox.job_id(oid))
-    assert outbox._push(q, outbox.Pending(oid, "default", "close_due_batches", [])) is False
+    q.remove(outbox.job_id_for(clean.engine, oid))
+    assert outbox._push(q, outbox.Pending(oid, "default", "close_due_batches", [], created)) is False
     assert q.count == 0
 
 
@@ -173,7 +177,7 @@ def test_concurrent_drainers_in_threads_push_each_job_once(clean: Backend) -> No
     assert not errors and len(counts) == 4
     assert sum(counts) == 300
     job_ids = Queue("default", connection=clean.redis).job_ids
-    assert sorted(job_ids) == sorted(outbox.job_id(i) for i in ids)  # each exactly once
+    assert sorted(job_ids) == sorted(outbox.job_id_for(clean.engine, i) for i in ids)  # each exactly once
     assert all(r[4] for r in _rows(clean))
 
 
@@ -217,7 +221,7 @@ def test_concurrent_drainers_in_processes_push_each_job_once(clean: Backend, tmp
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     assert sum(int(o[0].strip()) for o in outs) == 200
     job_ids = Queue("default", connection=clean.redis).job_ids
-    assert len(job_ids) == 200 and set(job_ids) == {outbox.job_id(i) for i in ids}
+    assert len(job_ids) == 200 and set(job_ids) == {outbox.job_id_for(clean.engine, i) for i in ids}
     assert all(r[4] for r in _rows(clean))
 
 
@@ -241,4 +245,18 @@ def test_a_drain_in_a_fresh_process_needs_no_session(clean: Backend) -> None:
     result = run_fulfil(clean, "outbox", "drain")
     assert result.returncode == 0, result.stderr
     assert "outbox: 1 job(s) drained" in result.stderr
-    assert Queue("default", connection=clean.redis).job_ids == [outbox.job_id(oid)]
+    assert Queue("default", connection=clean.redis).job_ids == [outbox.job_id_for(clean.engine, oid)]
+
+
+def test_a_recreated_database_does_not_take_its_new_jobs_for_old_ones(clean: Backend) -> None:
+    """Row ids restart after a truncate while Redis keeps finished jobs; the new row must still be pushed."""
+    with session_scope(clean.engine) as s:
+        old = outbox.enqueue(s, "close_due_batches").id
+    old_job = outbox.job_id_for(clean.engine, old)
+    clean.truncate_tables_only()
+    with session_scope(clean.engine) as s:
+        new = outbox.enqueue(s, "close_due_batches").id
+    assert new == old  # the id was reused ...
+    new_job = outbox.job_id_for(clean.engine, new)
+    assert new_job != old_job  # ... but the job id was not
+    assert Queue("default", connection=clean.redis).job_ids == [old_job, new_job]

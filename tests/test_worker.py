@@ -62,10 +62,10 @@ def _batches(b: Backend) -> list[tuple[int, str, str | None]]:
 
 def _assert_ran_once(b: Backend, tick_row: int) -> None:
     default = Queue("default", connection=b.redis)
-    assert FinishedJobRegistry(queue=default).get_job_ids() == [outbox.job_id(tick_row)]
+    assert FinishedJobRegistry(queue=default).get_job_ids() == [outbox.job_id_for(b.engine, tick_row)]
     assert FailedJobRegistry(queue=default).get_job_ids() == []
     assert default.count == 0
-    job = Job.fetch(outbox.job_id(tick_row), connection=b.redis)
+    job = Job.fetch(outbox.job_id_for(b.engine, tick_row), connection=b.redis)
     assert job.get_status() == JobStatus.FINISHED
     assert len(job.results()) == 1  # one execution recorded, not two
     # The effect, once: the batch closed by its window, and exactly one planning job for it.
@@ -85,7 +85,7 @@ def test_kill_between_commit_and_enqueue_the_job_still_runs_once(clean: Backend)
     ((row, task, _, enqueued),) = _outbox(clean)
     assert (task, enqueued) == ("close_due_batches", False)
     assert [s for _, s, _ in _batches(clean)] == ["open"]
-    assert not Job.exists(outbox.job_id(row), connection=clean.redis)
+    assert not Job.exists(outbox.job_id_for(clean.engine, row), connection=clean.redis)
 
     worker = run_fulfil(clean, "worker", "--burst", "--queue", "default")
     assert worker.returncode == 0, worker.stderr
@@ -104,7 +104,7 @@ def test_kill_after_push_before_marking_the_job_is_not_pushed_again(clean: Backe
     ((row, _, _, enqueued),) = _outbox(clean)
     assert enqueued is False  # the mark never happened...
     default = Queue("default", connection=clean.redis)
-    assert default.job_ids == [outbox.job_id(row)]  # ...but the push did
+    assert default.job_ids == [outbox.job_id_for(clean.engine, row)]  # ...but the push did
 
     worker = run_fulfil(clean, "worker", "--burst", "--queue", "default")
     assert worker.returncode == 0, worker.stderr
@@ -140,7 +140,7 @@ def test_a_running_worker_drains_rows_left_by_a_crashed_process(clean: Backend) 
             ).scalar_one()
         deadline = time.monotonic() + 30
         finished = FinishedJobRegistry(queue=Queue("default", connection=clean.redis))
-        while outbox.job_id(row) not in finished.get_job_ids():
+        while outbox.job_id_for(clean.engine, row) not in finished.get_job_ids():
             assert proc.poll() is None, proc.communicate()[1]
             assert time.monotonic() < deadline, "the worker never ran the pending job"
             time.sleep(0.2)

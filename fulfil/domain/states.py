@@ -122,9 +122,17 @@ class StateMachine(Generic[S, E]):
         obj.status = self.next(self.states(obj.status), event, obj.id)
         return obj.status  # type: ignore[no-any-return]
 
-    def fire_where(self, session: Session, model: Any, where: ColumnElement[bool], event: E) -> int:
+    def fire_where(
+        self,
+        session: Session,
+        model: Any,
+        where: ColumnElement[bool],
+        event: E,
+        values: Mapping[str, Any] | None = None,
+    ) -> int:
         """Fire ``event`` on every row of ``model`` matching ``where``, in bulk; all or none.
 
+        ``values`` are further columns set in the same UPDATE (one pass over a million rows, not two).
         Raises :class:`IllegalTransition` naming the first row whose state does not allow the event.
         Returns the number of rows changed.
         """
@@ -142,17 +150,25 @@ class StateMachine(Generic[S, E]):
             result = session.execute(
                 update(model)
                 .where(where, model.status.in_(from_states))
-                .values(status=target)
+                .values({**(values or {}), "status": target})
                 .execution_options(synchronize_session=False)
             )
             changed += result.rowcount  # type: ignore[attr-defined]
         return changed
 
-    def fire_ids(self, session: Session, model: Any, ids: Iterable[int], event: E, chunk: int = 5000) -> int:
+    def fire_ids(
+        self,
+        session: Session,
+        model: Any,
+        ids: Iterable[int],
+        event: E,
+        values: Mapping[str, Any] | None = None,
+        chunk: int = 5000,
+    ) -> int:
         """:meth:`fire_where` over a list of ids, in chunks that every database's parameter limit admits."""
         ids = list(ids)
         return sum(
-            self.fire_where(session, model, model.id.in_(ids[i : i + chunk]), event)
+            self.fire_where(session, model, model.id.in_(ids[i : i + chunk]), event, values)
             for i in range(0, len(ids), chunk)
         )
 

@@ -4,8 +4,8 @@ Why: a job pushed to Redis before the commit can run against data that then roll
 the commit is lost if the process dies in between. Writing the job as a row in the same transaction makes
 "the data changed" and "the job exists" one atomic fact; the drain then moves rows to rq.
 
-Exactly-once enqueue: each row becomes the rq job ``outbox-<id>``, pushed with rq's atomic unique enqueue
-(the job hash is created only if absent). A drainer that dies after pushing but before writing
+Exactly-once enqueue: each row becomes the rq job ``outbox-<id>-<created>``, pushed with rq's atomic unique
+enqueue (the job hash is created only if absent). A drainer that dies after pushing but before writing
 ``enqueued_at`` leaves the row pending; the next drain finds the job already in Redis and only marks the row.
 Finished and failed jobs are kept for :data:`RESULT_TTL` seconds so that check still sees them. Rows are
 locked while drained (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer lock is taken before
@@ -40,6 +40,7 @@ MAX_ID_STRING = 64
 _INT64 = 2**63
 _ID_STRING = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces: an id, not a payload
 _SESSION_KEY = "fulfil.outbox.pending_ids"
+_EPOCH = dt.datetime(1970, 1, 1)
 
 
 class JobArgumentError(ValueError):
@@ -55,11 +56,25 @@ class Pending(NamedTuple):
     queue: str
     task: str
     args: list[Any]
+    created_at: dt.datetime
 
 
-def job_id(outbox_id: int) -> str:
-    """The rq job id of outbox row ``outbox_id`` — deterministic, so a second push is detectable."""
-    return f"outbox-{outbox_id}"
+def job_id(outbox_id: int, created_at: dt.datetime) -> str:
+    """The rq job id of an outbox row — deterministic, so a second push is detectable.
+
+    The creation time (in microseconds) is part of it because row ids restart when a database is recreated or
+    truncated while Redis keeps the finished jobs of the old rows: a bare id would match an old job, and the
+    new job would never be pushed.
+    """
+    micros = round((created_at - _EPOCH).total_seconds() * 1_000_000)
+    return f"outbox-{outbox_id}-{micros}"
+
+
+def job_id_for(engine: Engine, outbox_id: int) -> str:
+    """The rq job id of outbox row ``outbox_id``, read from the database (for operators and tests)."""
+    with engine.connect() as conn:
+        created = conn.execute(select(OutboxJob.created_at).where(OutboxJob.id == outbox_id)).scalar_one()
+    return job_id(outbox_id, created)
 
 
 def _utcnow() -> dt.datetime:
@@ -168,9 +183,9 @@ def _drain_chunk(
             # A deferred SQLite transaction that reads and then writes fails outright if another writer
             # committed in between; taking the write lock first makes concurrent drainers queue up instead.
             conn.execute(text("UPDATE outbox SET id = id WHERE 0"))
-        query = select(OutboxJob.id, OutboxJob.queue, OutboxJob.task, OutboxJob.args).where(
-            OutboxJob.enqueued_at.is_(None)
-        )
+        query = select(
+            OutboxJob.id, OutboxJob.queue, OutboxJob.task, OutboxJob.args, OutboxJob.created_at
+        ).where(OutboxJob.enqueued_at.is_(None))
         if ids is not None:
             query = query.where(OutboxJob.id.in_(list(ids)))
         rows = [
@@ -199,12 +214,12 @@ def _drain_chunk(
 
 
 def _push(queue: Queue, row: Pending) -> bool:
-    """Push ``row`` as rq job ``outbox-<id>``; False if that job exists (an earlier drain pushed it)."""
+    """Push ``row`` as its rq job (:func:`job_id`); False if that job exists (an earlier drain pushed it)."""
     try:
         queue.enqueue_call(
             tasks.ENTRY_POINT,
             args=(row.task, *row.args),
-            job_id=job_id(row.id),
+            job_id=job_id(row.id, row.created_at),
             description=f"{row.task}({', '.join(map(str, row.args))})",
             timeout=tasks.TIMEOUTS.get(row.task, tasks.DEFAULT_TIMEOUT),
             result_ttl=RESULT_TTL,

@@ -111,6 +111,10 @@ def run(
     Returns whether any job was processed.
     """
     names = check_queues(queues)
+    # Import every handler once here, so each forked work-horse starts with them loaded instead of paying
+    # the imports (numpy, the solvers) again for every job.
+    for task in tasks.REGISTRY:
+        tasks.resolve(task)
     worker = OutboxWorker(names, drain_interval=drain_interval, connection=connection, name=worker_name())
     log.info(
         "worker %s: queues %s, outbox drain every %.1fs%s",

@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import time
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from fulfil import db
@@ -136,13 +136,7 @@ def fail_batch(session: Session, batch_id: int, message: str, started_at: dt.dat
     if _lock_batch(session, batch_id) != BatchState.CLOSED:
         return False
     in_batch = (Order.batch_id == batch_id) & (Order.status == OrderState.BATCHED)
-    released = ORDER.fire_where(session, Order, in_batch, OrderEvent.RELEASE)
-    session.execute(
-        update(Order)
-        .where(Order.batch_id == batch_id, Order.status == OrderState.PAID)
-        .values(batch_id=None)
-        .execution_options(synchronize_session=False)
-    )
+    released = ORDER.fire_where(session, Order, in_batch, OrderEvent.RELEASE, {"batch_id": None})
     BATCH.fire_where(session, Batch, Batch.id == batch_id, BatchEvent.FAIL)
     session.add(
         SolverRun(

@@ -352,14 +352,7 @@ def write_plan(
     # --- orders and the batch -----------------------------------------------------------------------------
     if unfilled_orders.size:
         ids = unfilled_orders.tolist()
-        ORDER.fire_ids(session, Order, ids, OrderEvent.RELEASE)
-        for i in range(0, len(ids), 5000):
-            session.execute(
-                update(Order)
-                .where(Order.id.in_(ids[i : i + 5000]))
-                .values(batch_id=None)
-                .execution_options(synchronize_session=False)
-            )
+        ORDER.fire_ids(session, Order, ids, OrderEvent.RELEASE, {"batch_id": None})
         _record_unfilled(session, loaded, r, run_id, seg_order, seg_src, seg_line, seg_qty, unfilled_orders)
     allocated = ORDER.fire_where(
         session, Order, (Order.batch_id == b) & (Order.status == OrderState.BATCHED), OrderEvent.ALLOCATE
