@@ -169,3 +169,25 @@ def test_check_queues(queues: tuple[str, ...]) -> None:
     assert check_queues(queues) == (["plan", "default"] if not queues else ["default", "plan"])
     with pytest.raises(ValueError, match="unknown queue"):
         check_queues(["fast"])
+
+
+def test_one_batching_tick_per_interval_however_many_workers(clean: Backend) -> None:
+    from fulfil.jobs.worker import OutboxWorker
+
+    workers = [
+        OutboxWorker(
+            ["default"], drain_interval=1.0, tick_interval=60.0, connection=clean.redis, name=f"w{i}"
+        )
+        for i in range(3)
+    ]
+    t0 = 1_800_000_000.0  # inside one 60-second slot
+    assert [w.tick_if_due(now=t0) for w in workers] == [True, False, False]
+    # The same worker does not look again before its interval has passed, whatever the wall clock says.
+    assert workers[1].tick_if_due(now=t0 + 60) is False
+    with clean.engine.connect() as conn:
+        tasks_written = conn.execute(select(OutboxJob.task)).scalars().all()
+    assert tasks_written == ["close_due_batches"]
+    # The next slot, offered by a worker whose interval has passed, is taken once more.
+    workers[2]._last_tick = None
+    assert workers[2].tick_if_due(now=t0 + 60) is True
+    assert Queue("default", connection=clean.redis).count == 2  # each tick reached rq after its commit

@@ -42,12 +42,27 @@ def _setup_logging() -> str:
     show_default=True,
     help="Seconds between drains of the outbox.",
 )
-def worker_cmd(queues: tuple[str, ...], burst: bool, drain_interval: float) -> None:
+@click.option(
+    "--tick-interval",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Seconds between batching ticks (assign paid orders, close due batches); one worker per interval "
+    "enqueues it. 0: never. Burst workers never tick.",
+)
+def worker_cmd(queues: tuple[str, ...], burst: bool, drain_interval: float, tick_interval: float) -> None:
     """Run an rq worker on the configured Redis, draining the outbox as it goes."""
     from fulfil.jobs import worker
 
     level = _setup_logging()
-    worker.run(redis_conn.connect(), queues, burst=burst, drain_interval=drain_interval, logging_level=level)
+    worker.run(
+        redis_conn.connect(),
+        queues,
+        burst=burst,
+        drain_interval=drain_interval,
+        tick_interval=tick_interval or None,
+        logging_level=level,
+    )
 
 
 @main.group("outbox")

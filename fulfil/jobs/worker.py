@@ -29,17 +29,60 @@ from fulfil.jobs import outbox, tasks
 log = logging.getLogger(__name__)
 
 DEFAULT_DRAIN_INTERVAL = 1.0
+# Batches close on their windows only if something looks at the clock: every running worker offers a
+# ``close_due_batches`` tick this often, and one of them (per interval, across all machines) enqueues it.
+DEFAULT_TICK_INTERVAL = 60.0
+TICK_KEY = "fulfil:batch-tick:{slot}"
 
 
 class OutboxWorker(Worker):
     """An rq :class:`~rq.Worker` that drains the outbox at least every ``drain_interval`` seconds."""
 
-    def __init__(self, queues: Sequence[str], *, drain_interval: float, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        queues: Sequence[str],
+        *,
+        drain_interval: float,
+        tick_interval: float | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(list(queues), **kwargs)
         if drain_interval <= 0:
             raise ValueError(f"drain interval must be positive, got {drain_interval}")
+        if tick_interval is not None and tick_interval <= 0:
+            raise ValueError(f"tick interval must be positive, got {tick_interval}")
         self.drain_interval = drain_interval
+        self.tick_interval = tick_interval
         self._last_drain: float | None = None
+        self._last_tick: float | None = None
+
+    def tick_if_due(self, now: float | None = None) -> bool:
+        """Enqueue the batching tick if this interval's slot is free; True if this worker took it.
+
+        The slot is claimed with ``SET NX`` on the shared Redis, so however many workers run, one tick is
+        enqueued per interval. ``now`` (epoch seconds) is injectable for tests.
+        """
+        if self.tick_interval is None:
+            return False
+        clock = time.monotonic()
+        if self._last_tick is not None and clock - self._last_tick < self.tick_interval:
+            return False
+        self._last_tick = clock
+        slot = int((time.time() if now is None else now) // self.tick_interval)
+        try:
+            claimed = self.connection.set(
+                TICK_KEY.format(slot=slot), self.name, nx=True, ex=math.ceil(self.tick_interval * 2)
+            )
+            if not claimed:
+                return False
+            with db.session_scope() as session:
+                outbox.enqueue(session, "close_due_batches")
+        except StopRequested:
+            raise
+        except Exception as exc:
+            log.error("batching tick not enqueued (%s: %s)", type(exc).__name__, exc)
+            return False
+        return True
 
     def drain_outbox(self) -> int:
         """Drain now; a failure is logged and retried at the next interval, never fatal to the worker."""
@@ -74,6 +117,7 @@ class OutboxWorker(Worker):
         step = max(1, math.ceil(self.drain_interval))
         deadline = None if max_idle_time is None else time.monotonic() + max_idle_time
         while True:
+            self.tick_if_due()
             self._drain_if_due()
             wait = step
             if deadline is not None:
@@ -104,10 +148,12 @@ def run(
     *,
     burst: bool = False,
     drain_interval: float = DEFAULT_DRAIN_INTERVAL,
+    tick_interval: float | None = DEFAULT_TICK_INTERVAL,
     logging_level: str = "INFO",
 ) -> bool:
     """Run a worker until stopped (or, with ``burst``, until the queues and the outbox are empty).
 
+    ``tick_interval`` None: this worker never offers the batching tick (a burst worker never does).
     Returns whether any job was processed.
     """
     names = check_queues(queues)
@@ -115,7 +161,13 @@ def run(
     # the imports (numpy, the solvers) again for every job.
     for task in tasks.REGISTRY:
         tasks.resolve(task)
-    worker = OutboxWorker(names, drain_interval=drain_interval, connection=connection, name=worker_name())
+    worker = OutboxWorker(
+        names,
+        drain_interval=drain_interval,
+        tick_interval=None if burst else tick_interval,
+        connection=connection,
+        name=worker_name(),
+    )
     log.info(
         "worker %s: queues %s, outbox drain every %.1fs%s",
         worker.name,
