@@ -114,7 +114,7 @@ def test_kill_after_push_before_marking_the_job_is_not_pushed_again(clean: Backe
 
 def test_a_running_worker_drains_rows_left_by_a_crashed_process(clean: Backend) -> None:
     proc = subprocess.Popen(
-        [FULFIL, "worker", "--queue", "default", "--drain-interval", "0.5"],
+        [FULFIL, "worker", "--queue", "default", "--drain-interval", "0.5", "--tick-interval", "0"],
         env=subprocess_env(clean),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -191,3 +191,37 @@ def test_one_batching_tick_per_interval_however_many_workers(clean: Backend) -> 
     workers[2]._last_tick = None
     assert workers[2].tick_if_due(now=t0 + 60) is True
     assert Queue("default", connection=clean.redis).count == 2  # each tick reached rq after its commit
+
+
+def test_a_long_running_worker_closes_due_batches_by_itself(clean: Backend) -> None:
+    """No operator and no demo clock: the worker's own tick batches paid orders and closes ended windows."""
+    from tests.jobs_support import add_orders
+
+    add_orders(clean.engine, [dt.datetime(2024, 6, 18, 20, 5)] * 3)  # paid in a window that ended long ago
+    proc = subprocess.Popen(
+        [FULFIL, "worker", "--queue", "default", "--drain-interval", "0.5", "--tick-interval", "1"],
+        env=subprocess_env(clean),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with clean.engine.connect() as conn:
+                closed = conn.execute(
+                    select(Batch.order_count, Batch.close_reason).where(Batch.status == "closed")
+                ).all()
+            if closed:
+                break
+            assert proc.poll() is None, proc.communicate()[1]
+            assert time.monotonic() < deadline, "the worker never closed the due batch"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+    assert closed == [(3, "window")]
