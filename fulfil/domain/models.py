@@ -501,6 +501,74 @@ class ExceptionItem(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now, server_default=func.now())
 
 
+# --- intake: the inbox of platform messages, pull cursors, ship confirmations ---------------------------
+
+
+class InboxStatus(StrEnum):
+    RECEIVED = "received"  # stored and acknowledged; normalisation pending
+    NORMALISED = "normalised"  # became (or updated) exactly one order
+    IGNORED = "ignored"  # understood and nothing to do (a heartbeat, an event for a state already reached)
+    EXCEPTION = "exception"  # kept whole with its reason in the exceptions queue
+
+
+class InboxMessage(Base):
+    """A platform message, stored once (keyed by platform and its message id) before the push is answered."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("platform", "message_id"),
+        Index("ix_inbox_status_id", "status", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform))
+    message_id: Mapped[str] = mapped_column(String(128))
+    app_key: Mapped[str | None] = mapped_column(String(128))  # which registered app it came through
+    topic: Mapped[str] = mapped_column(String(64))
+    event: Mapped[str] = mapped_column(String(20))  # integrations.base.PushEvent, or "pulled"
+    shop_code: Mapped[str | None] = mapped_column(String(64))
+    platform_order_id: Mapped[str | None] = mapped_column(String(64))
+    occurred_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[InboxStatus] = mapped_column(_enum(InboxStatus), default=InboxStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    order_id: Mapped[int | None] = mapped_column(ForeignKey("orders.id"))
+    reason: Mapped[str | None] = mapped_column(String(512))
+
+
+class IntakeCursor(Base):
+    """Where the pull of one platform shop resumes: orders changed before ``position`` have been pulled."""
+
+    __tablename__ = "intake_cursors"
+    __table_args__ = (UniqueConstraint("platform", "shop_code"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform))
+    shop_code: Mapped[str] = mapped_column(String(64))
+    position: Mapped[dt.datetime] = mapped_column(DateTime)
+    page_cursor: Mapped[str | None] = mapped_column(String(256))  # inside the window being pulled
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class ShipConfirmation(Base):
+    """A tracking number to write back to the order's platform once the parcel is picked up."""
+
+    __tablename__ = "ship_confirmations"
+    __table_args__ = (Index("ix_ship_confirmations_status_next", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id"), unique=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    platform: Mapped[Platform] = mapped_column(_enum(Platform))
+    courier_code: Mapped[str] = mapped_column(String(16))
+    tracking_number: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str] = mapped_column(String(64), unique=True)  # the platform sees retries as one
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, done, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
 class Belt(Base):
     """What the generator made in this database: one row per generated belt, so a rerun can say so clearly."""
 
@@ -522,6 +590,9 @@ __all__ = [
     "CourierPoint",
     "CourierPrice",
     "ExceptionItem",
+    "InboxMessage",
+    "InboxStatus",
+    "IntakeCursor",
     "Merchant",
     "Order",
     "OrderLine",
@@ -536,6 +607,7 @@ __all__ = [
     "ProcessFamily",
     "Qualification",
     "SharedWarehouse",
+    "ShipConfirmation",
     "SiteKind",
     "Sku",
     "Stock",
