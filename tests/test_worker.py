@@ -159,14 +159,14 @@ def test_a_running_worker_drains_rows_left_by_a_crashed_process(clean: Backend) 
 def test_worker_refuses_an_unknown_queue(clean: Backend) -> None:
     result = run_fulfil(clean, "worker", "--burst", "--queue", "nowhere")
     assert result.returncode == 2
-    assert "'nowhere' is not one of 'plan', 'default'" in result.stderr
+    assert "'nowhere' is not one of 'intake', 'plan', 'default'" in result.stderr
 
 
 @pytest.mark.parametrize("queues", [(), ("default", "plan", "default")])
 def test_check_queues(queues: tuple[str, ...]) -> None:
     from fulfil.jobs.worker import check_queues
 
-    assert check_queues(queues) == (["plan", "default"] if not queues else ["default", "plan"])
+    assert check_queues(queues) == (["intake", "plan", "default"] if not queues else ["default", "plan"])
     with pytest.raises(ValueError, match="unknown queue"):
         check_queues(["fast"])
 

@@ -9,9 +9,11 @@ from litestar.openapi import OpenAPIConfig
 
 import fulfil
 from fulfil import settings as _settings
-from fulfil.api import errors
+from fulfil.api import apps, errors
 from fulfil.api.health import HealthController
 from fulfil.api.resources import Resources
+from fulfil.api.webhooks import WebhookController, build_intake
+from fulfil.intake.receivers import Intake
 from fulfil.settings import Settings
 
 
@@ -27,12 +29,20 @@ def create_app(
         settings or _settings.get(), probe_timeout=probe_timeout, stop_embedded_redis=stop_embedded_redis
     )
 
+    intake = build_intake(resources)  # opens nothing until the first push
+
     def provide_resources() -> Resources:
         return resources
 
+    def provide_intake() -> Intake:
+        return intake
+
     return Litestar(
-        route_handlers=[HealthController],
-        dependencies={"resources": Provide(provide_resources, sync_to_thread=False)},
+        route_handlers=[HealthController, WebhookController, apps.router(resources)],
+        dependencies={
+            "resources": Provide(provide_resources, sync_to_thread=False),
+            "intake": Provide(provide_intake, sync_to_thread=False),
+        },
         exception_handlers={
             HTTPException: errors.http_exception_handler,
             Exception: errors.internal_error_handler,

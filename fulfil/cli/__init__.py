@@ -20,6 +20,7 @@ _COMMAND_MODULES = [
     "fulfil.cli.demo",
     "fulfil.cli.bench",
     "fulfil.cli.generate",
+    "fulfil.cli.intake",
 ]
 
 

@@ -305,6 +305,8 @@ class Order(Base):
     city: Mapped[str] = mapped_column(String(32))
     receiver_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
+    # The platform's last change applied to this row (intake): an older snapshot never overwrites a newer one.
+    platform_updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     lines: Mapped[list[OrderLine]] = relationship(back_populates="order", order_by="OrderLine.id")
 
@@ -493,7 +495,7 @@ class ExceptionItem(Base):
 
     __tablename__ = "exceptions"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(32))  # e.g. unknown_sku, unfillable, bad_address
+    kind: Mapped[str] = mapped_column(String(64))  # e.g. unknown_sku, unfillable, bad_address
     subject: Mapped[str] = mapped_column(String(64))  # "order 123", "inbox 9", ...
     reason: Mapped[str] = mapped_column(String(512))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

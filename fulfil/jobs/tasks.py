@@ -11,16 +11,25 @@ from importlib import import_module
 from typing import Any
 
 # The queues a default ``fulfil worker`` listens on, in priority order: planning is what ship-by waits on.
-QUEUES: tuple[str, ...] = ("plan", "default")
+QUEUES: tuple[str, ...] = ("intake", "plan", "default")
 
 # task name -> dotted path of its handler. Handlers take ids only, open their own session and are idempotent.
 REGISTRY: dict[str, str] = {
     "close_due_batches": "fulfil.batching.close_due_batches_job",
     "plan_batch": "fulfil.planning.jobs.plan_batch",
+    # intake (issue 3): normalise stored platform messages, pull increments, write tracking numbers back
+    "normalise_inbox": "fulfil.intake.normalise.normalise_inbox",
+    "pull_increments": "fulfil.intake.pulls.pull_increments",
+    "confirm_shipment": "fulfil.intake.shipback.confirm_shipment",
 }
 
 # task name -> queue; a task not listed goes to "default".
-TASK_QUEUES: dict[str, str] = {"plan_batch": "plan"}
+TASK_QUEUES: dict[str, str] = {
+    "plan_batch": "plan",
+    "normalise_inbox": "intake",
+    "pull_increments": "intake",
+    "confirm_shipment": "intake",
+}
 
 # task name -> seconds a run may take before rq kills it; a solve is bounded by its own time limit first.
 TIMEOUTS: dict[str, int] = {"plan_batch": 3600}

@@ -82,7 +82,25 @@ class OutboxWorker(Worker):
         except Exception as exc:
             log.error("batching tick not enqueued (%s: %s)", type(exc).__name__, exc)
             return False
+        self.intake_tick()
         return True
+
+    def intake_tick(self) -> None:
+        """In the same slot: pulls of the pulled platforms' shops, and intake retries that are due.
+
+        Its own transaction, so a failure here never costs the batching tick.
+        """
+        try:
+            from fulfil.intake import normalise, pulls, shipback
+
+            with db.session_scope() as session:
+                pulls.schedule_pulls(session)
+                normalise.requeue_due(session, connection=self.connection)
+                shipback.requeue_due(session, connection=self.connection)
+        except StopRequested:
+            raise
+        except Exception as exc:
+            log.error("intake tick failed (%s: %s)", type(exc).__name__, exc)
 
     def drain_outbox(self) -> int:
         """Drain now; a failure is logged and retried at the next interval, never fatal to the worker."""

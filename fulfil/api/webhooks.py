@@ -1,0 +1,105 @@
+"""Webhook receivers: raw bytes in, the platform's own success contract out (logic in
+:mod:`fulfil.intake.receivers`).
+
+Handlers are synchronous and run in the thread pool (``sync_to_thread``): verifying, storing and committing
+block on the database and must not stall the event loop. litestar reads the body first, refusing one over
+1 MB with 413 from its Content-Length before reading it, or as soon as more bytes than that arrive.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Controller, Request, Response, post
+from litestar.di import NamedDependency
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import RawBody
+
+from fulfil.api import errors
+from fulfil.api.resources import Resources
+from fulfil.intake.receivers import MAX_BODY_BYTES, RETRY_AFTER_SECONDS, Intake, Kind, Outcome
+from fulfil.pii import Sealer
+
+
+def build_intake(resources: Resources) -> Intake:
+    """The receivers of one app, over its lazily opened engine and Redis client."""
+    return Intake(resources.engine, resources.redis, Sealer(resources.settings.pii_key))
+
+
+def _answer(outcome: Outcome) -> Response[Any]:
+    if outcome.answer is not None:
+        a = outcome.answer
+        return Response(a.body, status_code=a.status, media_type=a.media_type)
+    if outcome.kind is Kind.REJECTED:
+        return errors.error_response(401, "bad_signature", outcome.message)
+    if outcome.kind is Kind.NOT_FOUND:
+        return errors.error_response(404, "not_found", outcome.message)
+    return errors.error_response(
+        503, "service_unavailable", outcome.message, {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
+def _receive(platform: str, request: Request[Any, Any, Any], body: bytes, intake: Intake) -> Response[Any]:
+    # Header names arrive lower-cased; adapters look them up case-insensitively anyway.
+    return _answer(intake.receive(platform, dict(request.headers.items()), body))
+
+
+_RESPONSES = {
+    401: ResponseSpec(None, description="the signature does not verify: nothing stored"),
+    413: ResponseSpec(None, description="the body is over 1 MB"),
+    503: ResponseSpec(None, description="the database is unavailable: nothing acknowledged, retry"),
+}
+
+
+class WebhookController(Controller):
+    path = "/webhooks"
+    tags = ("intake",)
+    request_max_body_size = MAX_BODY_BYTES
+
+    @post(
+        "/doudian",
+        sync_to_thread=True,
+        status_code=200,
+        responses=_RESPONSES,
+        summary="Douyin shop message push (event-sign = md5(app_key + body + secret))",
+    )
+    def doudian(
+        self, request: Request[Any, Any, Any], body: RawBody, intake: NamedDependency[Intake]
+    ) -> Response[Any]:
+        return _receive("doudian", request, body, intake)
+
+    @post(
+        "/kuaishou",
+        sync_to_thread=True,
+        status_code=200,
+        responses=_RESPONSES,
+        summary="Kuaishou message push (AES-CBC ciphertext, appKey checked), heartbeat included",
+    )
+    def kuaishou(
+        self, request: Request[Any, Any, Any], body: RawBody, intake: NamedDependency[Intake]
+    ) -> Response[Any]:
+        return _receive("kuaishou", request, body, intake)
+
+    @post(
+        "/shopify",
+        sync_to_thread=True,
+        status_code=200,
+        responses=_RESPONSES,
+        summary="Shopify webhook (X-Shopify-Hmac-SHA256)",
+    )
+    def shopify(
+        self, request: Request[Any, Any, Any], body: RawBody, intake: NamedDependency[Intake]
+    ) -> Response[Any]:
+        return _receive("shopify", request, body, intake)
+
+    @post(
+        "/woocommerce",
+        sync_to_thread=True,
+        status_code=200,
+        responses=_RESPONSES,
+        summary="WooCommerce webhook (X-WC-Webhook-Signature), and its unsigned ping",
+    )
+    def woocommerce(
+        self, request: Request[Any, Any, Any], body: RawBody, intake: NamedDependency[Intake]
+    ) -> Response[Any]:
+        return _receive("woocommerce", request, body, intake)
