@@ -42,7 +42,19 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
-from integrations.base import ApiError, CanonicalOrder, IncrementApi
+from integrations.base import ApiError, AppCredential, CanonicalOrder, IncrementApi
+
+
+def shop_token(credential: AppCredential, shop_code: str, name: str) -> str:
+    """A shop's token from ``credential.extra``: ``<name>.<shop>`` if present, else ``<name>``."""
+    extra = credential.extra
+    token = extra.get(f"{name}.{shop_code}") or extra.get(name)
+    if not token:
+        raise ValueError(
+            f"{credential.platform} app {credential.app_key} has no {name} for shop {shop_code}: "
+            f"set extra['{name}.{shop_code}'] or extra['{name}']"
+        )
+    return token
 
 MAX_CURSOR_CHARS = 256  # the application keeps the cursor in a 256-character column
 MAX_BOUNDARY_IDS = 8

@@ -279,14 +279,7 @@ class PinduoduoOrderApi:
         self.page_size = page_size
 
     def access_token(self, shop_code: str) -> str:
-        extra = self.credential.extra
-        token = extra.get(f"access_token.{shop_code}") or extra.get("access_token")
-        if not token:
-            raise ValueError(
-                f"pdd app {self.credential.app_key} has no access token for shop {shop_code}: "
-                f"set extra['access_token.{shop_code}'] or extra['access_token']"
-            )
-        return token
+        return increments.shop_token(self.credential, shop_code, "access_token")
 
     def signed_params(self, api_type: str, shop_code: str, params: Mapping[str, Any]) -> dict[str, str]:
         form = {k: str(v) for k, v in params.items() if v is not None}

@@ -351,14 +351,7 @@ class TaobaoOrderApi:
             )
 
     def session(self, shop_code: str) -> str:
-        extra = self.credential.extra
-        token = extra.get(f"session.{shop_code}") or extra.get("session")
-        if not token:
-            raise ValueError(
-                f"taobao app {self.credential.app_key} has no session for shop {shop_code}: "
-                f"set extra['session.{shop_code}'] or extra['session']"
-            )
-        return token
+        return increments.shop_token(self.credential, shop_code, "session")
 
     def signed_params(self, api_method: str, shop_code: str, params: Mapping[str, Any]) -> dict[str, str]:
         form = {k: str(v) for k, v in params.items() if v is not None}

@@ -1,0 +1,40 @@
+"""Per-shop tokens of the pull platforms: the shop's own, else the app's, else an error naming both keys."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from integrations.base import AppCredential
+from integrations.jd import JdOrderApi
+from integrations.pinduoduo import PinduoduoOrderApi
+from integrations.taobao import TaobaoOrderApi
+
+CASES = [
+    (TaobaoOrderApi, "taobao", "session"),
+    (JdOrderApi, "jd", "access_token"),
+    (PinduoduoOrderApi, "pinduoduo", "access_token"),
+]
+
+
+def _client() -> httpx.Client:
+    return httpx.Client(transport=httpx.MockTransport(lambda request: httpx.Response(500)))
+
+
+@pytest.mark.parametrize(("api_cls", "platform", "name"), CASES)
+def test_the_shop_token_wins_over_the_app_token(api_cls: type, platform: str, name: str) -> None:
+    cred = AppCredential(platform, "key", "secret", {f"{name}.S1": "shop-token", name: "app-token"})
+    api = api_cls(cred, _client())
+    token_of = getattr(api, name if name == "session" else "access_token")
+    assert token_of("S1") == "shop-token"
+    assert token_of("S2") == "app-token"
+
+
+@pytest.mark.parametrize(("api_cls", "platform", "name"), CASES)
+def test_a_missing_token_is_named(api_cls: type, platform: str, name: str) -> None:
+    api = api_cls(AppCredential(platform, "key", "secret", {}), _client())
+    token_of = getattr(api, name if name == "session" else "access_token")
+    with pytest.raises(
+        ValueError, match=rf"{platform} app key has no {name} for shop S1: set extra\['{name}.S1'\]"
+    ):
+        token_of("S1")
