@@ -21,6 +21,7 @@ _COMMAND_MODULES = [
     "fulfil.cli.bench",
     "fulfil.cli.generate",
     "fulfil.cli.intake",
+    "fulfil.cli.simulate",
 ]
 
 

@@ -1,0 +1,326 @@
+"""The load simulator: correctly signed pushes built by the platform fakes, sent to a running API at a rate.
+
+Pushes come from :mod:`integrations.fakes`, so they are signed (or encrypted) exactly as the platform would;
+the credential and the shop and SKU codes must be the ones the server has registered, which :func:`setup`
+does in the configured database. Traffic goes to one base URL only (``{url}/webhooks/{platform}``) over a
+few concurrent connections; the run is bounded by ``seconds`` and no push is started after that.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import resource
+import time
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import numpy as np
+from sqlalchemy import Engine, insert, select
+
+from fulfil import db
+from fulfil.domain.models import (
+    Merchant,
+    Platform,
+    PlatformShop,
+    PlatformSkuMapping,
+    ProcessFamily,
+    Sku,
+    Style,
+)
+from fulfil.intake import credentials
+from fulfil.pii import Sealer
+from integrations.base import AppCredential
+from integrations.fakes import FakeEvent, FakePlatform, Push
+from integrations.fakes.doudian import DoudianFake
+from integrations.fakes.kuaishou import KuaishouFake
+from integrations.fakes.shopify import ShopifyFake
+from integrations.fakes.woocommerce import WooCommerceFake
+
+FAKES: Mapping[str, type[FakePlatform]] = {
+    "doudian": DoudianFake,
+    "kuaishou": KuaishouFake,
+    "shopify": ShopifyFake,
+    "woocommerce": WooCommerceFake,
+}
+# Shop codes in each platform's own form: Kuaishou shop ids are digits, Shopify stores are domains.
+DEFAULT_SHOPS: Mapping[str, tuple[str, ...]] = {
+    "doudian": ("88990001", "88990002"),
+    "kuaishou": ("77120001", "77120002"),
+    "shopify": ("yushan-knits.myshopify.com",),
+    "woocommerce": ("shop.yushan-knits.example",),
+}
+DEFAULT_SKUS: tuple[str, ...] = tuple(f"SIM-{i:03d}" for i in range(40))
+SIM_MERCHANT = "SIM"
+_BATCH = 2000  # events generated at a time: enough to keep the senders busy, small enough to start at once
+
+
+def default_credential(
+    platform: str, app_key: str | None = None, app_secret: str | None = None
+) -> AppCredential:
+    """The simulator's credential for ``platform``; Kuaishou's message key is derived from the secret."""
+    if platform not in FAKES:
+        raise ValueError(
+            f"the simulator has no fake for platform {platform!r}; choose one of {', '.join(FAKES)}"
+        )
+    key = app_key or f"sim-{platform}"
+    secret = app_secret or f"sim-{platform}-secret-0001"
+    extra: dict[str, str] = {}
+    if platform == "kuaishou":
+        # A 32-byte AES key stable for a secret: server and simulator agree without a third option.
+        extra["message_key"] = base64.b64encode(hashlib.sha256(secret.encode()).digest()).decode()
+    return AppCredential(platform, key, secret, extra)
+
+
+def make_fake(
+    credential: AppCredential,
+    *,
+    shop_codes: Sequence[str] | None = None,
+    sku_codes: Sequence[str] = DEFAULT_SKUS,
+    seed: int = 0,
+) -> FakePlatform:
+    cls = FAKES[credential.platform]
+    shops = list(shop_codes or DEFAULT_SHOPS[credential.platform])
+    return cls(credential, sku_codes=list(sku_codes), shop_codes=shops, seed=seed)
+
+
+def setup(
+    engine: Engine,
+    sealer: Sealer,
+    credential: AppCredential,
+    *,
+    shop_codes: Sequence[str] | None = None,
+    sku_codes: Sequence[str] = DEFAULT_SKUS,
+    merchant_code: str = SIM_MERCHANT,
+) -> dict[str, int]:
+    """Register the app, a merchant, its shops and SKU mappings, so simulated pushes normalise. Idempotent."""
+    plat = Platform(credential.platform)
+    shops = list(shop_codes or DEFAULT_SHOPS[credential.platform])
+    with db.session_scope(engine) as s:
+        mid = s.scalar(select(Merchant.id).where(Merchant.code == merchant_code))
+        if mid is None:
+            mid = s.execute(
+                insert(Merchant)
+                .values(code=merchant_code, name="模拟商家", town="虞山", lon=120.75, lat=31.65)
+                .returning(Merchant.id)
+            ).scalar_one()
+        fam = s.scalar(select(ProcessFamily.id).where(ProcessFamily.code == "sew"))
+        if fam is None:
+            fam = s.execute(
+                insert(ProcessFamily).values(code="sew", name="cut and sew").returning(ProcessFamily.id)
+            ).scalar_one()
+        style_code = f"{merchant_code}-STYLE"
+        style = s.scalar(select(Style.id).where(Style.merchant_id == mid, Style.code == style_code))
+        if style is None:
+            style = s.execute(
+                insert(Style)
+                .values(
+                    merchant_id=mid,
+                    code=style_code,
+                    name="针织衫",
+                    process_family_id=fam,
+                    minutes_per_unit=2.0,
+                    min_lot=20,
+                    changeover_fen=1000,
+                )
+                .returning(Style.id)
+            ).scalar_one()
+        have = {
+            str(code): int(i) for code, i in s.execute(select(Sku.code, Sku.id).where(Sku.style_id == style))
+        }
+        missing = [c for c in sku_codes if c not in have]
+        if missing:
+            s.execute(
+                insert(Sku),
+                [
+                    {"style_id": style, "code": c, "colour": "黑", "size": "M", "weight_g": 300}
+                    for c in missing
+                ],
+            )
+            have = {
+                str(code): int(i)
+                for code, i in s.execute(select(Sku.code, Sku.id).where(Sku.style_id == style))
+            }
+        mappings = 0
+        for shop_code in shops:
+            sid = s.scalar(
+                select(PlatformShop.id).where(
+                    PlatformShop.platform == plat, PlatformShop.shop_code == shop_code
+                )
+            )
+            if sid is None:
+                sid = s.execute(
+                    insert(PlatformShop)
+                    .values(platform=plat, shop_code=shop_code, name="模拟旗舰店", merchant_id=mid)
+                    .returning(PlatformShop.id)
+                ).scalar_one()
+            mapped = set(
+                s.scalars(
+                    select(PlatformSkuMapping.platform_sku_code).where(PlatformSkuMapping.shop_id == sid)
+                )
+            )
+            rows = [
+                {"shop_id": sid, "platform_sku_code": c, "sku_id": have[c]}
+                for c in sku_codes
+                if c not in mapped
+            ]
+            if rows:
+                s.execute(insert(PlatformSkuMapping), rows)
+            mappings += len(rows)
+        app = credentials.register_app(
+            s,
+            sealer,
+            credential.platform,
+            credential.app_key,
+            credential.secret,
+            merchant_code,
+            credential.extra,
+        )
+        return {"app_id": app.id, "merchant_id": mid, "shops": len(shops), "new_sku_mappings": mappings}
+
+
+@dataclass
+class LoadResult:
+    platform: str
+    per_push: int
+    concurrency: int
+    rate: float | None
+    seconds: float  # wall time from the first push to the last answer
+    pushes: int = 0
+    sent: int = 0  # orders (messages) in pushes that were sent
+    acknowledged: int = 0  # orders in pushes answered 200
+    failed: int = 0  # orders in pushes answered otherwise, or not answered
+    statuses: Counter[str] = field(default_factory=Counter)
+    latencies_ms: list[float] = field(default_factory=list)
+    client_cpu_s: float = 0.0
+
+    def as_json(self) -> dict[str, Any]:
+        lat = np.asarray(self.latencies_ms, dtype=np.float64)
+        wall = max(self.seconds, 1e-9)
+        return {
+            "platform": self.platform,
+            "per_push": self.per_push,
+            "concurrency": self.concurrency,
+            "rate": self.rate,
+            "seconds": round(self.seconds, 3),
+            "pushes": self.pushes,
+            "sent": self.sent,
+            "acknowledged": self.acknowledged,
+            "failed": self.failed,
+            "statuses": dict(sorted(self.statuses.items())),
+            "orders_per_s": round(self.acknowledged / wall, 1),
+            "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
+            "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
+            "client_cpu_s": round(self.client_cpu_s, 2),
+            # Share of one core the simulator itself used: it competes with the server for the machine.
+            "client_cpu_share": round(self.client_cpu_s / wall, 3),
+        }
+
+
+def webhook_url(url: str, platform: str) -> str:
+    base = url.rstrip("/")
+    suffix = f"/webhooks/{platform}"
+    return base if base.endswith(suffix) else base + suffix
+
+
+def _pushes(fake: FakePlatform, per_push: int) -> Iterator[tuple[int, Push]]:
+    """Pushes without end, ``per_push`` new paid orders each; generated a batch at a time, on demand."""
+    while True:
+        events: list[FakeEvent] = fake.create_orders(max(_BATCH // per_push, 1) * per_push)
+        for i in range(0, len(events), per_push):
+            chunk = events[i : i + per_push]
+            yield len(chunk), fake.push(chunk)
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+async def run_load(
+    url: str,
+    fake: FakePlatform,
+    *,
+    seconds: float,
+    rate: float | None = None,
+    per_push: int = 1,
+    concurrency: int = 8,
+    timeout: float = 30.0,
+) -> LoadResult:
+    """Send pushes for ``seconds``: ``rate`` orders per second, or as fast as answers come when ``None``."""
+    if seconds <= 0:
+        raise ValueError("seconds must be positive")
+    if rate is not None and rate <= 0:
+        raise ValueError("rate must be positive")
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    limit = fake.max_per_push
+    if per_push < 1 or (limit is not None and per_push > limit):
+        raise ValueError(
+            f"{fake.platform} pushes carry 1 to {limit or 'any number of'} message(s), not {per_push}"
+        )
+    target = webhook_url(url, fake.platform)
+    result = LoadResult(fake.platform, per_push, concurrency, rate, 0.0)
+    source = _pushes(fake, per_push)
+    ready: deque[tuple[int, Push]] = deque()
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    cpu0 = _cpu()
+    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        start = time.perf_counter()
+        end = start + seconds
+        scheduled = 0  # orders handed out so far: the next push is due when the rate allows that many
+
+        async def sender() -> None:
+            nonlocal scheduled
+            while True:
+                now = time.perf_counter()
+                if now >= end:
+                    return
+                if rate is not None:
+                    due = start + scheduled / rate
+                    scheduled += per_push
+                    if due >= end:
+                        return
+                    if due > now:
+                        await asyncio.sleep(due - now)
+                if not ready:
+                    ready.append(next(source))
+                n, (headers, body) = ready.popleft()
+                result.pushes += 1
+                result.sent += n
+                t0 = time.perf_counter()
+                try:
+                    response = await client.post(target, content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    result.failed += n
+                    result.statuses[type(exc).__name__] += 1
+                    continue
+                result.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
+                result.statuses[str(response.status_code)] += 1
+                if response.status_code == 200:
+                    result.acknowledged += n
+                else:
+                    result.failed += n
+
+        await asyncio.gather(*(sender() for _ in range(concurrency)))
+        result.seconds = time.perf_counter() - start
+    result.client_cpu_s = _cpu() - cpu0
+    return result
+
+
+def simulate(
+    url: str,
+    fake: FakePlatform,
+    *,
+    seconds: float,
+    rate: float | None = None,
+    per_push: int = 1,
+    concurrency: int = 8,
+) -> LoadResult:
+    return asyncio.run(
+        run_load(url, fake, seconds=seconds, rate=rate, per_push=per_push, concurrency=concurrency)
+    )
