@@ -56,6 +56,7 @@ def shop_token(credential: AppCredential, shop_code: str, name: str) -> str:
         )
     return token
 
+
 MAX_CURSOR_CHARS = 256  # the application keeps the cursor in a 256-character column
 MAX_BOUNDARY_IDS = 8
 MAX_REPLANS = 5  # a last page emptied under us is re-planned this often before giving up (retryable)
