@@ -47,6 +47,7 @@ from typing import Any
 
 import httpx
 
+from integrations import http
 from integrations.base import (
     Address,
     ApiError,
@@ -405,30 +406,8 @@ class DoudianOrderApi:
     def call(self, path: str, params: Mapping[str, Any]) -> Any:
         """``data`` of a successful call; :class:`ApiError` otherwise."""
         method = method_name(path)
-        try:
-            response = self.client.send(self.build_request(path, params))
-        except httpx.TimeoutException:
-            raise ApiError(f"doudian {method}: timed out", retryable=True, code="timeout") from None
-        except httpx.TransportError as exc:
-            raise ApiError(
-                f"doudian {method}: {type(exc).__name__}", retryable=True, code="transport"
-            ) from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise ApiError(
-                f"doudian {method}: HTTP {response.status_code}",
-                retryable=True,
-                code=f"http_{response.status_code}",
-            )
-        try:
-            answer = response.json()
-        except ValueError:
-            raise ApiError(
-                f"doudian {method}: HTTP {response.status_code} with a body that is not JSON",
-                retryable=True,
-                code="bad_response",
-            ) from None
-        if not isinstance(answer, dict):
-            raise ApiError(f"doudian {method}: answer is not an object", retryable=True, code="bad_response")
+        what = f"doudian {method}"
+        answer = http.json_answer(http.send(self.client, self.build_request(path, params), what), what)
         code = answer.get("code")
         if code == SUCCESS_CODE:
             return answer.get("data")

@@ -42,6 +42,7 @@ from typing import Any, Generic, TypeVar
 
 import httpx
 
+from integrations import http
 from integrations.base import ApiError, AppCredential, CanonicalOrder, IncrementApi
 
 
@@ -380,24 +381,10 @@ class _Pager(Generic[Raw]):
 
 def post_form(client: httpx.Client, url: str, form: Mapping[str, str], what: str) -> Mapping[str, Any]:
     """POST a signed form and read the JSON answer; transport faults, 429 and 5xx are retryable ApiErrors."""
-    try:
-        response = client.post(url, data=dict(form))
-    except httpx.TimeoutException:
-        raise ApiError(f"{what}: timed out", retryable=True, code="timeout") from None
-    except httpx.TransportError as exc:
-        raise ApiError(f"{what}: {type(exc).__name__}", retryable=True, code="transport") from None
-    if response.status_code == 429 or response.status_code >= 500:
-        raise ApiError(
-            f"{what}: HTTP {response.status_code}", retryable=True, code=f"http_{response.status_code}"
-        )
+    response = http.send(client, client.build_request("POST", url, data=dict(form)), what)
     if response.status_code >= 400:
         raise ApiError(
             f"{what}: HTTP {response.status_code}", retryable=False, code=f"http_{response.status_code}"
         )
-    try:
-        answer = response.json()
-    except ValueError:
-        raise ApiError(f"{what}: the answer is not JSON", retryable=True, code="bad_response") from None
-    if not isinstance(answer, dict):
-        raise ApiError(f"{what}: the answer is not an object", retryable=True, code="bad_response")
+    answer: Mapping[str, Any] = http.json_answer(response, what)
     return answer

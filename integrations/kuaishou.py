@@ -53,6 +53,7 @@ import httpx
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from integrations import http
 from integrations.base import (
     Address,
     ApiError,
@@ -380,30 +381,9 @@ class KuaishouOrderApi:
 
     def call(self, http_method: str, method: str, param: Mapping[str, Any]) -> Any:
         """``data`` of a successful call (``result == 1``); :class:`ApiError` otherwise."""
-        try:
-            response = self.client.send(self.build_request(http_method, method, param))
-        except httpx.TimeoutException:
-            raise ApiError(f"kuaishou {method}: timed out", retryable=True, code="timeout") from None
-        except httpx.TransportError as exc:
-            raise ApiError(
-                f"kuaishou {method}: {type(exc).__name__}", retryable=True, code="transport"
-            ) from None
-        if response.status_code == 429 or response.status_code >= 500:
-            raise ApiError(
-                f"kuaishou {method}: HTTP {response.status_code}",
-                retryable=True,
-                code=f"http_{response.status_code}",
-            )
-        try:
-            answer = response.json()
-        except ValueError:
-            raise ApiError(
-                f"kuaishou {method}: HTTP {response.status_code} with a body that is not JSON",
-                retryable=True,
-                code="bad_response",
-            ) from None
-        if not isinstance(answer, dict):
-            raise ApiError(f"kuaishou {method}: answer is not an object", retryable=True, code="bad_response")
+        what = f"kuaishou {method}"
+        request = self.build_request(http_method, method, param)
+        answer = http.json_answer(http.send(self.client, request, what), what)
         result = answer.get("result")
         if result == 1:
             return answer.get("data")

@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from integrations import http
 from integrations.base import (
     Address,
     ApiError,
@@ -283,23 +284,14 @@ class ShopifyOrderApi:
         """The JSON answer of an Admin API call; :class:`ApiError` for anything but 2xx."""
         headers = {"X-Shopify-Access-Token": self.access_token or "", "Accept": "application/json"}
         what = f"shopify {method} {path}"
-        try:
-            response = self.client.request(method, self.url(shop_code, path), headers=headers, json=body)
-        except httpx.TimeoutException:
-            raise ApiError(f"{what}: timed out", retryable=True, code="timeout") from None
-        except httpx.TransportError as exc:
-            raise ApiError(f"{what}: {type(exc).__name__}", retryable=True, code="transport") from None
+        request = self.client.build_request(method, self.url(shop_code, path), headers=headers, json=body)
+        response = http.send(self.client, request, what)
         status = response.status_code
-        if status == 429 or status >= 500:
-            raise ApiError(f"{what}: HTTP {status}", retryable=True, code=f"http_{status}")
         if status >= 300:
             detail = _errors(response)
             code = {404: "not_found", 422: "invalid"}.get(status, f"http_{status}")
             raise ApiError(f"{what}: HTTP {status} {detail}".strip(), retryable=False, code=code)
-        try:
-            return response.json()
-        except ValueError:
-            raise ApiError(f"{what}: answer is not JSON", retryable=True, code="bad_response") from None
+        return http.json_answer(response, what, object_only=False)
 
     def _order(self, shop_code: str, platform_order_id: str) -> Mapping[str, Any]:
         answer = self.request("GET", shop_code, f"orders/{platform_order_id}.json")

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from integrations import http
 from integrations.base import (
     Address,
     ApiError,
@@ -295,15 +296,9 @@ class WooCommerceOrderApi:
         """The JSON answer of a REST call; :class:`ApiError` for anything but 2xx."""
         what = f"woocommerce {method} {path}"
         headers = {"Authorization": self._authorization, "Accept": "application/json"}
-        try:
-            response = self.client.request(method, self.url(shop_code, path), headers=headers, json=body)
-        except httpx.TimeoutException:
-            raise ApiError(f"{what}: timed out", retryable=True, code="timeout") from None
-        except httpx.TransportError as exc:
-            raise ApiError(f"{what}: {type(exc).__name__}", retryable=True, code="transport") from None
+        request = self.client.build_request(method, self.url(shop_code, path), headers=headers, json=body)
+        response = http.send(self.client, request, what)
         status = response.status_code
-        if status == 429 or status >= 500:
-            raise ApiError(f"{what}: HTTP {status}", retryable=True, code=f"http_{status}")
         if status >= 300:
             code, message = f"http_{status}", response.text[:200]
             try:
@@ -313,10 +308,7 @@ class WooCommerceOrderApi:
             except ValueError:
                 pass
             raise ApiError(f"{what}: HTTP {status} {code}: {message}", retryable=False, code=code)
-        try:
-            return response.json()
-        except ValueError:
-            raise ApiError(f"{what}: answer is not JSON", retryable=True, code="bad_response") from None
+        return http.json_answer(response, what, object_only=False)
 
     def _order(self, shop_code: str, platform_order_id: str) -> Mapping[str, Any]:
         order = self.request("GET", shop_code, f"orders/{platform_order_id}")
