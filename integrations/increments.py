@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -44,6 +45,26 @@ import httpx
 
 from integrations import http
 from integrations.base import ApiError, AppCredential, CanonicalOrder, IncrementApi
+
+
+def courier_id(
+    credential: AppCredential, courier_code: str, table: Mapping[str, str], extra_key: str, label: str
+) -> str:
+    """The platform's id for a canonical courier: ``table``, overridden by JSON in
+    ``credential.extra[extra_key]``; an unknown courier: a non-retryable ApiError led by ``label``."""
+    ids = dict(table)
+    override = credential.extra.get(extra_key)
+    if override:
+        ids.update(json.loads(override))
+    try:
+        return ids[courier_code]
+    except KeyError:
+        raise ApiError(
+            f"{label} for courier {courier_code!r} (known: {', '.join(sorted(ids))}; "
+            f"set extra['{extra_key}'])",
+            retryable=False,
+            code="unknown_courier",
+        ) from None
 
 
 def shop_token(credential: AppCredential, shop_code: str, name: str) -> str:

@@ -232,19 +232,9 @@ def api_error(api_method: str, error: Mapping[str, Any]) -> ApiError:
 
 
 def logistics_id(credential: AppCredential, courier_code: str) -> str:
-    override = credential.extra.get("logistics_ids")
-    ids = dict(LOGISTICS_IDS)
-    if override:
-        ids.update(json.loads(override))
-    try:
-        return ids[courier_code]
-    except KeyError:
-        raise ApiError(
-            f"jd: no logiCoprId for courier {courier_code!r} (known: {', '.join(sorted(ids))}; "
-            "set extra['logistics_ids'])",
-            retryable=False,
-            code="unknown_courier",
-        ) from None
+    return increments.courier_id(
+        credential, courier_code, LOGISTICS_IDS, "logistics_ids", "jd: no logiCoprId"
+    )
 
 
 # --- the client -------------------------------------------------------------------------------------

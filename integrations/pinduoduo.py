@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -234,19 +233,9 @@ def api_error(api_type: str, error: Mapping[str, Any]) -> ApiError:
 
 
 def logistics_id(credential: AppCredential, courier_code: str) -> str:
-    override = credential.extra.get("logistics_ids")
-    ids = dict(LOGISTICS_IDS)
-    if override:
-        ids.update(json.loads(override))
-    try:
-        return ids[courier_code]
-    except KeyError:
-        raise ApiError(
-            f"pdd: no logistics_id for courier {courier_code!r} (known: {', '.join(sorted(ids))}; "
-            "set extra['logistics_ids'])",
-            retryable=False,
-            code="unknown_courier",
-        ) from None
+    return increments.courier_id(
+        credential, courier_code, LOGISTICS_IDS, "logistics_ids", "pdd: no logistics_id"
+    )
 
 
 # --- the client -------------------------------------------------------------------------------------

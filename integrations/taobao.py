@@ -50,7 +50,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
-import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -301,18 +300,9 @@ def response_key(api_method: str) -> str:
 
 
 def company_code(credential: AppCredential, courier_code: str) -> str:
-    override = credential.extra.get("company_codes")
-    codes = dict(COMPANY_CODES)
-    if override:
-        codes.update(json.loads(override))
-    try:
-        return codes[courier_code]
-    except KeyError:
-        raise ApiError(
-            f"taobao: no company_code for courier {courier_code!r} (known: {', '.join(sorted(codes))})",
-            retryable=False,
-            code="unknown_courier",
-        ) from None
+    return increments.courier_id(
+        credential, courier_code, COMPANY_CODES, "company_codes", "taobao: no company_code"
+    )
 
 
 # --- the client -----------------------------------------------------------------------------------

@@ -38,3 +38,27 @@ def test_a_missing_token_is_named(api_cls: type, platform: str, name: str) -> No
         ValueError, match=rf"{platform} app key has no {name} for shop S1: set extra\['{name}.S1'\]"
     ):
         token_of("S1")
+
+
+@pytest.mark.parametrize(
+    ("lookup", "platform", "key"),
+    [
+        ("integrations.taobao:company_code", "taobao", "company_codes"),
+        ("integrations.jd:logistics_id", "jd", "logistics_ids"),
+        ("integrations.pinduoduo:logistics_id", "pinduoduo", "logistics_ids"),
+    ],
+)
+def test_courier_ids_take_the_apps_override_and_name_the_key_when_unknown(
+    lookup: str, platform: str, key: str
+) -> None:
+    import importlib
+
+    from integrations.base import ApiError
+
+    module, name = lookup.split(":")
+    fn = getattr(importlib.import_module(module), name)
+    cred = AppCredential(platform, "key", "secret", {key: '{"JT": "jt-42"}'})
+    assert fn(cred, "JT") == "jt-42"
+    with pytest.raises(ApiError, match=rf"for courier 'NOPE' \(known: .*; set extra\['{key}'\]\)") as caught:
+        fn(cred, "NOPE")
+    assert (caught.value.code, caught.value.retryable) == ("unknown_courier", False)
