@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from fulfil import settings as _settings
@@ -66,3 +68,10 @@ def ping(eng: Engine) -> None:
 
 def is_postgresql(eng: Engine) -> bool:
     return eng.dialect.name == "postgresql"
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Is this the database being away (retry later), rather than a fault of ours?"""
+    if isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated

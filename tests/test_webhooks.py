@@ -343,7 +343,7 @@ def test_a_database_failure_while_storing_is_503(
     def down(*_a: object, **_k: object) -> None:
         raise OperationalError("INSERT", {}, ConnectionError("server closed the connection"))
 
-    monkeypatch.setattr(inbox, "store_push", down)
+    monkeypatch.setattr(inbox, "store_pushes", down)
     body = push_body("m1")
     r = client.post("/webhooks/doudian", content=body, headers=signed(body))
     assert r.status_code == 503 and counts(clean) == (0, 0, 0)

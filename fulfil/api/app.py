@@ -48,7 +48,7 @@ def create_app(
             Exception: errors.internal_error_handler,
         },
         before_send=[errors.add_request_id_header],
-        on_shutdown=[resources.close],
+        on_shutdown=[intake.close, resources.close],
         openapi_config=OpenAPIConfig(title="fulfil", version=fulfil.__version__, path="/schema"),
         # Logging belongs to the process (``fulfil serve`` configures it), not to the app.
         logging_config=None,

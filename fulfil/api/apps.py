@@ -21,11 +21,11 @@ from litestar.params import FromPath, JSONBody
 from litestar.types import Guard
 from sqlalchemy.orm import Session
 
+from fulfil import db
 from fulfil.api.resources import Resources
 from fulfil.db import sessionmaker_for
 from fulfil.intake import credentials
 from fulfil.intake.credentials import AppInfo, AppNotFound, CredentialError, TooManySecrets
-from fulfil.intake.receivers import database_unavailable
 from fulfil.pii import Sealer
 
 DISABLED = "admin API disabled: set FULFIL_ADMIN_TOKEN"
@@ -120,7 +120,7 @@ class AppsController(Controller):
         except CredentialError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         except Exception as exc:
-            if database_unavailable(exc):
+            if db.unavailable(exc):
                 raise _unavailable() from None
             raise
         return _out(info)
@@ -131,7 +131,7 @@ class AppsController(Controller):
             with _session(resources) as session:
                 infos = credentials.list_apps(session, Sealer(resources.settings.pii_key))
         except Exception as exc:
-            if database_unavailable(exc):
+            if db.unavailable(exc):
                 raise _unavailable() from None
             raise
         return AppList([_out(i) for i in infos])
@@ -145,7 +145,7 @@ class AppsController(Controller):
         except AppNotFound as exc:
             raise NotFoundException(str(exc)) from None
         except Exception as exc:
-            if database_unavailable(exc):
+            if db.unavailable(exc):
                 raise _unavailable() from None
             raise
         return _out(info)

@@ -1,8 +1,8 @@
 """Webhook receivers: raw bytes in, the platform's own success contract out (logic in
 :mod:`fulfil.intake.receivers`).
 
-Handlers are synchronous and run in the thread pool (``sync_to_thread``): verifying, storing and committing
-block on the database and must not stall the event loop. litestar reads the body first, refusing one over
+Handlers are async: verifying and parsing are short CPU work, and storing waits on the group commit's
+writer thread without holding a worker thread per request. litestar reads the body first, refusing one over
 1 MB with 413 from its Content-Length before reading it, or as soon as more bytes than that arrive.
 """
 
@@ -39,9 +39,11 @@ def _answer(outcome: Outcome) -> Response[Any]:
     )
 
 
-def _receive(platform: str, request: Request[Any, Any, Any], body: bytes, intake: Intake) -> Response[Any]:
+async def _receive(
+    platform: str, request: Request[Any, Any, Any], body: bytes, intake: Intake
+) -> Response[Any]:
     # Header names arrive lower-cased; adapters look them up case-insensitively anyway.
-    return _answer(intake.receive(platform, dict(request.headers.items()), body))
+    return _answer(await intake.receive(platform, dict(request.headers.items()), body))
 
 
 _RESPONSES = {
@@ -58,48 +60,44 @@ class WebhookController(Controller):
 
     @post(
         "/doudian",
-        sync_to_thread=True,
         status_code=200,
         responses=_RESPONSES,
         summary="Douyin shop message push (event-sign = md5(app_key + body + secret))",
     )
-    def doudian(
+    async def doudian(
         self, request: Request[Any, Any, Any], body: RawBody, intake: NamedDependency[Intake]
     ) -> Response[Any]:
-        return _receive("doudian", request, body, intake)
+        return await _receive("doudian", request, body, intake)
 
     @post(
         "/kuaishou",
-        sync_to_thread=True,
         status_code=200,
         responses=_RESPONSES,
         summary="Kuaishou message push (AES-CBC ciphertext, appKey checked), heartbeat included",
     )
-    def kuaishou(
+    async def kuaishou(
         self, request: Request[Any, Any, Any], body: RawBody, intake: NamedDependency[Intake]
     ) -> Response[Any]:
-        return _receive("kuaishou", request, body, intake)
+        return await _receive("kuaishou", request, body, intake)
 
     @post(
         "/shopify",
-        sync_to_thread=True,
         status_code=200,
         responses=_RESPONSES,
         summary="Shopify webhook (X-Shopify-Hmac-SHA256)",
     )
-    def shopify(
+    async def shopify(
         self, request: Request[Any, Any, Any], body: RawBody, intake: NamedDependency[Intake]
     ) -> Response[Any]:
-        return _receive("shopify", request, body, intake)
+        return await _receive("shopify", request, body, intake)
 
     @post(
         "/woocommerce",
-        sync_to_thread=True,
         status_code=200,
         responses=_RESPONSES,
         summary="WooCommerce webhook (X-WC-Webhook-Signature), and its unsigned ping",
     )
-    def woocommerce(
+    async def woocommerce(
         self, request: Request[Any, Any, Any], body: RawBody, intake: NamedDependency[Intake]
     ) -> Response[Any]:
-        return _receive("woocommerce", request, body, intake)
+        return await _receive("woocommerce", request, body, intake)

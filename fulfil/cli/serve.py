@@ -39,7 +39,13 @@ def log_config(level: str) -> dict[str, Any]:
 @click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes.")
-def serve_cmd(host: str, port: int, workers: int) -> None:
+@click.option(
+    "--access-log/--no-access-log",
+    default=False,
+    show_default=True,
+    help="One log line per request; off by default, since at webhook rates it costs more than the request.",
+)
+def serve_cmd(host: str, port: int, workers: int, access_log: bool) -> None:
     """Serve the HTTP API (health, readiness, OpenAPI schema at /schema)."""
     import uvicorn
 
@@ -56,6 +62,7 @@ def serve_cmd(host: str, port: int, workers: int) -> None:
         log_config=log_config(s.log_level),
         log_level=s.log_level.lower(),
         server_header=False,
+        access_log=access_log,
         lifespan="on",
         timeout_graceful_shutdown=10,
     )

@@ -283,6 +283,17 @@ def invalidate_cache() -> None:
         _cache.clear()
 
 
+def cached_credentials(
+    engine: Engine, platform: str, *, clock: Callable[[], float] = time.monotonic, ttl: float = CACHE_TTL
+) -> list[AppCredential] | None:
+    """The cached active credentials of ``platform`` if still fresh, else None; never reads the database."""
+    with _cache_lock:
+        hit = _cache.get((engine.url.render_as_string(hide_password=False), platform))
+    if hit is not None and clock() - hit[0] < ttl:
+        return hit[1]
+    return None
+
+
 def active_credentials(
     engine: Engine,
     platform: str,

@@ -1,9 +1,10 @@
 """The inbox: every platform message stored once, durably, before the platform is answered.
 
-One push is one transaction: one multi-row ``INSERT ... ON CONFLICT (platform, message_id) DO NOTHING
-RETURNING`` (PostgreSQL, and SQLite ≥ 3.35) and one outbox job ``normalise_inbox(*new_ids)`` for the rows
-that are new, so a duplicate delivery writes nothing at all and the job reaches rq only after the commit.
-No ORM object is made per message: a push of a hundred messages is one statement.
+Pushes are stored in one transaction (one push, or the group of concurrent pushes the receiver commits
+together): one multi-row ``INSERT ... ON CONFLICT (platform, message_id) DO NOTHING RETURNING``
+(PostgreSQL, and SQLite ≥ 3.35) and outbox jobs ``normalise_inbox(*new_ids)`` for the rows that are new, so
+a duplicate delivery writes nothing at all and the jobs reach rq only after the commit. No ORM object is made
+per message: a push of a hundred messages is one statement.
 
 A message the inbox cannot hold as it stands (an order id longer than the column, a NUL character that
 PostgreSQL refuses) is not dropped and does not fail the push: it is stored with status ``exception`` and its
@@ -33,6 +34,9 @@ UNPARSEABLE_TOPIC = "unparseable"
 # Rows per INSERT: far above a normal push (Douyin sends up to a few hundred), well below SQLite's limit of
 # 32,766 bound parameters per statement.
 ROWS_PER_STATEMENT = 1000
+# Inbox ids per normalise job: big enough that a job's fixed cost (reading shops, SKU maps) is shared, small
+# enough that two workers split a burst between them.
+IDS_PER_JOB = 500
 
 _INBOX = cast(Table, InboxMessage.__table__)
 _EXCEPTIONS = cast(Table, ExceptionItem.__table__)
@@ -143,7 +147,7 @@ _COLUMNS = (
     "reason",
 )
 _PG_TYPES = {"occurred_at": "timestamp", "received_at": "timestamp", "raw": "bytea", "attempts": "int4"}
-_CONFLICT = "ON CONFLICT (platform, message_id) DO NOTHING RETURNING id, message_id"
+_CONFLICT = "ON CONFLICT (platform, message_id) DO NOTHING RETURNING id, platform, message_id"
 _PG_INSERT = (
     f"INSERT INTO {_INBOX.name} ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"%b::{_PG_TYPES.get(c, 'varchar')}[]" for c in _COLUMNS)
@@ -159,9 +163,9 @@ def _sqlite_value(value: Any) -> Any:
     return value
 
 
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """Insert ``rows`` skipping (platform, message_id) already stored: message id -> new row id."""
-    stored: dict[str, int] = {}
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """Insert ``rows`` skipping (platform, message_id) already stored: (platform, message_id) -> row id."""
+    stored: dict[tuple[str, str], int] = {}
     conn = session.connection()
     dialect = conn.dialect.name
     for start in range(0, len(rows), ROWS_PER_STATEMENT):
@@ -176,8 +180,8 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
             result = conn.exec_driver_sql(sql, flat)
         else:
             raise RuntimeError(f"inbox: unsupported database {dialect!r}")
-        for row_id, message_id in result:
-            stored[message_id] = int(row_id)
+        for row_id, platform, message_id in result:
+            stored[(platform, message_id)] = int(row_id)
     return stored
 
 
@@ -187,81 +191,107 @@ def _open_exceptions(session: Session, items: list[dict[str, Any]]) -> None:
         session.execute(stmt)
 
 
+@dataclass(frozen=True)
+class Push:
+    """One verified push to store: its platform, the app that signed it, and its messages."""
+
+    platform: str
+    app_key: str | None
+    messages: Sequence[PushMessage]
+
+
 def store_push(
     session: Session, platform: str, app_key: str | None, messages: Sequence[PushMessage]
 ) -> StoreResult:
     """Store a verified push's messages once each, in ``session``'s transaction (the caller commits).
 
-    Heartbeats are not stored. The new rows get one outbox job ``normalise_inbox(*new_ids)``; a push whose
-    messages are all known writes nothing.
+    Heartbeats are not stored. The new rows get outbox jobs ``normalise_inbox(*new_ids)`` (one per
+    :data:`IDS_PER_JOB` ids); a push whose messages are all known writes nothing.
     """
-    plat = Platform(platform)
+    return store_pushes(session, [Push(platform, app_key, messages)])[0]
+
+
+def store_pushes(session: Session, pushes: Sequence[Push]) -> list[StoreResult]:
+    """Store several verified pushes in ``session``'s transaction: one insert, one result per push.
+
+    What concurrent requests share when the receiver commits them as a group: the rows of every push go in
+    one statement, and the new ones get ``normalise_inbox`` jobs of up to :data:`IDS_PER_JOB` ids. A message
+    in two pushes of the group is stored for the first and is a duplicate for the second, as if they had
+    arrived one after the other.
+    """
     now = _utcnow()
-    key = _clip(app_key, _APP_KEY_CHARS) if app_key else None
     rows: list[dict[str, Any]] = []
-    reasons: dict[str, str] = {}
-    seen: set[str] = set()
-    repeated = 0
-    for m in messages:
-        if m.platform != plat.value:
-            raise ValueError(f"inbox: a {m.platform} message in a {plat.value} push")
-        if m.event == PushEvent.HEARTBEAT:
-            continue
-        message_id = _dedupe_key(m.message_id)
-        if message_id in seen:
-            repeated += 1
-            continue
-        seen.add(message_id)
-        problem = _problem(m)
-        if problem is not None:
-            reasons[message_id] = problem
-        rows.append(
-            {
-                "platform": plat.value,
-                "message_id": message_id,
-                "app_key": key,
-                "topic": _clip(m.topic, _TOPIC_CHARS),
-                "event": m.event.value,
-                "shop_code": None if problem else m.shop_code,
-                "platform_order_id": None if problem else m.platform_order_id,
-                "occurred_at": _naive_utc(m.occurred_at),
-                "received_at": now,
-                "raw": bytes(m.raw),
-                "status": (InboxStatus.EXCEPTION if problem else InboxStatus.RECEIVED).value,
-                "attempts": 0,
-                "reason": problem,
-            }
-        )
-    if not rows:
-        return StoreResult([], repeated)
-    stored = _insert_new(session, rows)
-    new_ids: list[int] = []
-    exception_ids: list[int] = []
-    items: list[dict[str, Any]] = []
-    for row in rows:
-        row_id = stored.get(row["message_id"])
-        if row_id is None:
-            continue
-        if row["message_id"] not in reasons:
-            new_ids.append(row_id)
-            continue
-        exception_ids.append(row_id)
-        items.append(
-            _exception_item(
-                INVALID_MESSAGE_KIND,
-                row_id,
-                reasons[row["message_id"]],
-                plat.value,
-                key,
-                row["message_id"],
-                len(row["raw"]),
-                now,
+    owners: list[int] = []  # the push each row came from
+    reasons: dict[tuple[str, str], str] = {}
+    repeated = [0] * len(pushes)
+    seen: set[tuple[str, str]] = set()
+    for index, push in enumerate(pushes):
+        plat = Platform(push.platform)
+        key = _clip(push.app_key, _APP_KEY_CHARS) if push.app_key else None
+        for m in push.messages:
+            if m.platform != plat.value:
+                raise ValueError(f"inbox: a {m.platform} message in a {plat.value} push")
+            if m.event == PushEvent.HEARTBEAT:
+                continue
+            message_id = _dedupe_key(m.message_id)
+            if (plat.value, message_id) in seen:
+                repeated[index] += 1
+                continue
+            seen.add((plat.value, message_id))
+            problem = _problem(m)
+            if problem is not None:
+                reasons[(plat.value, message_id)] = problem
+            rows.append(
+                {
+                    "platform": plat.value,
+                    "message_id": message_id,
+                    "app_key": key,
+                    "topic": _clip(m.topic, _TOPIC_CHARS),
+                    "event": m.event.value,
+                    "shop_code": None if problem else m.shop_code,
+                    "platform_order_id": None if problem else m.platform_order_id,
+                    "occurred_at": _naive_utc(m.occurred_at),
+                    "received_at": now,
+                    "raw": bytes(m.raw),
+                    "status": (InboxStatus.EXCEPTION if problem else InboxStatus.RECEIVED).value,
+                    "attempts": 0,
+                    "reason": problem,
+                }
             )
-        )
+            owners.append(index)
+    if not rows:
+        return [StoreResult([], repeated[i]) for i in range(len(pushes))]
+    stored = _insert_new(session, rows)
+    new_ids: list[list[int]] = [[] for _ in pushes]
+    exception_ids: list[list[int]] = [[] for _ in pushes]
+    known = list(repeated)
+    items: list[dict[str, Any]] = []
+    for row, owner in zip(rows, owners, strict=True):
+        key2 = (row["platform"], row["message_id"])
+        row_id = stored.get(key2)
+        if row_id is None:
+            known[owner] += 1
+        elif key2 not in reasons:
+            new_ids[owner].append(row_id)
+        else:
+            exception_ids[owner].append(row_id)
+            items.append(
+                _exception_item(
+                    INVALID_MESSAGE_KIND,
+                    row_id,
+                    reasons[key2],
+                    row["platform"],
+                    row["app_key"],
+                    row["message_id"],
+                    len(row["raw"]),
+                    now,
+                )
+            )
     _open_exceptions(session, items)
-    if new_ids:
-        outbox.enqueue(session, NORMALISE_TASK, *new_ids)
-    return StoreResult(new_ids, len(rows) - len(stored) + repeated, exception_ids)
+    fresh = [i for ids in new_ids for i in ids]
+    for start in range(0, len(fresh), IDS_PER_JOB):
+        outbox.enqueue(session, NORMALISE_TASK, *fresh[start : start + IDS_PER_JOB])
+    return [StoreResult(new_ids[i], known[i], exception_ids[i]) for i in range(len(pushes))]
 
 
 def _exception_item(
@@ -324,9 +354,9 @@ def store_unparseable(
         "reason": why,
     }
     stored = _insert_new(session, [row])
-    if mid not in stored:
+    if (plat.value, mid) not in stored:
         return None
-    inbox_id = stored[mid]
+    inbox_id = stored[(plat.value, mid)]
     _open_exceptions(
         session, [_exception_item(UNPARSEABLE_KIND, inbox_id, why, plat.value, key, mid, len(body), now)]
     )

@@ -3,7 +3,9 @@
 Pushes come from :mod:`integrations.fakes`, so they are signed (or encrypted) exactly as the platform would;
 the credential and the shop and SKU codes must be the ones the server has registered, which :func:`setup`
 does in the configured database. Traffic goes to one base URL only (``{url}/webhooks/{platform}``) over a
-few concurrent connections; the run is bounded by ``seconds`` and no push is started after that.
+few concurrent keep-alive connections of :mod:`fulfil.intake.loadclient`; the run is bounded by ``seconds``
+and no push is started after that. Every push is built and signed before the clock starts, so the load
+generator spends its CPU on sending, not on JSON and signatures, while it shares the machine with the server.
 """
 
 from __future__ import annotations
@@ -11,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import math
 import resource
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import numpy as np
 from sqlalchemy import Engine, insert, select
 
@@ -32,7 +34,7 @@ from fulfil.domain.models import (
     Sku,
     Style,
 )
-from fulfil.intake import credentials
+from fulfil.intake import credentials, loadclient
 from fulfil.pii import Sealer
 from integrations.base import AppCredential
 from integrations.fakes import FakeEvent, FakePlatform, Push
@@ -196,7 +198,10 @@ class LoadResult:
     failed: int = 0  # orders in pushes answered otherwise, or not answered
     statuses: Counter[str] = field(default_factory=Counter)
     latencies_ms: list[float] = field(default_factory=list)
-    client_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0  # while sending
+    prepare_s: float = 0.0  # building and signing the pushes, before the clock starts
+    prepare_cpu_s: float = 0.0
+    exhausted: bool = False  # every prepared push was sent before ``seconds`` ran out
 
     def as_json(self) -> dict[str, Any]:
         lat = np.asarray(self.latencies_ms, dtype=np.float64)
@@ -215,6 +220,8 @@ class LoadResult:
             "orders_per_s": round(self.acknowledged / wall, 1),
             "p50_ms": round(float(np.percentile(lat, 50)), 2) if lat.size else None,
             "p99_ms": round(float(np.percentile(lat, 99)), 2) if lat.size else None,
+            "exhausted": self.exhausted,
+            "prepare_s": round(self.prepare_s, 2),
             "client_cpu_s": round(self.client_cpu_s, 2),
             # Share of one core the simulator itself used: it competes with the server for the machine.
             "client_cpu_share": round(self.client_cpu_s / wall, 3),
@@ -227,13 +234,32 @@ def webhook_url(url: str, platform: str) -> str:
     return base if base.endswith(suffix) else base + suffix
 
 
-def _pushes(fake: FakePlatform, per_push: int) -> Iterator[tuple[int, Push]]:
-    """Pushes without end, ``per_push`` new paid orders each; generated a batch at a time, on demand."""
-    while True:
-        events: list[FakeEvent] = fake.create_orders(max(_BATCH // per_push, 1) * per_push)
+# Full speed is unknown in advance, so pushes are built for at most this many orders per second; a server
+# faster than that ends the run early ("exhausted"), and the rate is still acknowledged orders over wall time.
+FULL_SPEED_ORDERS_PER_S = 25_000
+FULL_SPEED_PUSHES_PER_S = 5_000
+
+
+def prepare_pushes(fake: FakePlatform, orders: int, per_push: int) -> list[tuple[int, Push]]:
+    """``orders`` new paid orders as pushes of ``per_push`` messages: (messages, push), built before sending
+    so that signing and JSON cost the load generator nothing while it measures the server."""
+    pushes: list[tuple[int, Push]] = []
+    made = 0
+    while made < orders:
+        events: list[FakeEvent] = fake.create_orders(min(_BATCH, orders - made))
+        made += len(events)
         for i in range(0, len(events), per_push):
             chunk = events[i : i + per_push]
-            yield len(chunk), fake.push(chunk)
+            pushes.append((len(chunk), fake.push(chunk)))
+    return pushes
+
+
+def planned_orders(seconds: float, rate: float | None, per_push: int) -> int:
+    """How many orders a run can send: ``rate`` × ``seconds``, or the full-speed ceiling."""
+    if rate is not None:
+        return max(math.ceil(rate * seconds), 1)
+    ceiling = min(FULL_SPEED_ORDERS_PER_S, FULL_SPEED_PUSHES_PER_S * per_push)
+    return max(math.ceil(ceiling * seconds), per_push)
 
 
 def _cpu() -> float:
@@ -263,20 +289,26 @@ async def run_load(
         raise ValueError(
             f"{fake.platform} pushes carry 1 to {limit or 'any number of'} message(s), not {per_push}"
         )
-    target = webhook_url(url, fake.platform)
+    target = loadclient.Target.parse(webhook_url(url, fake.platform))
     result = LoadResult(fake.platform, per_push, concurrency, rate, 0.0)
-    source = _pushes(fake, per_push)
-    ready: deque[tuple[int, Push]] = deque()
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     cpu0 = _cpu()
-    async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
-        start = time.perf_counter()
-        end = start + seconds
-        scheduled = 0  # orders handed out so far: the next push is due when the rate allows that many
+    t0 = time.perf_counter()
+    ready = deque(
+        (n, loadclient.build_post(target, headers, body))
+        for n, (headers, body) in prepare_pushes(fake, planned_orders(seconds, rate, per_push), per_push)
+    )
+    result.prepare_s = time.perf_counter() - t0
+    cpu1 = _cpu()
+    result.prepare_cpu_s = cpu1 - cpu0
+    start = time.perf_counter()
+    end = start + seconds
+    scheduled = 0  # orders handed out so far: the next push is due when the rate allows that many
 
-        async def sender() -> None:
-            nonlocal scheduled
-            while True:
+    async def sender() -> None:
+        nonlocal scheduled
+        conn = loadclient.Connection(target, timeout)
+        try:
+            while ready:
                 now = time.perf_counter()
                 if now >= end:
                     return
@@ -287,28 +319,29 @@ async def run_load(
                         return
                     if due > now:
                         await asyncio.sleep(due - now)
-                if not ready:
-                    ready.append(next(source))
-                n, (headers, body) = ready.popleft()
+                n, request = ready.popleft()
                 result.pushes += 1
                 result.sent += n
-                t0 = time.perf_counter()
+                t = time.perf_counter()
                 try:
-                    response = await client.post(target, content=body, headers=headers)
-                except httpx.HTTPError as exc:
+                    status, _ = await conn.post(request)
+                except (OSError, TimeoutError, loadclient.LoadClientError) as exc:
                     result.failed += n
                     result.statuses[type(exc).__name__] += 1
                     continue
-                result.latencies_ms.append((time.perf_counter() - t0) * 1000.0)
-                result.statuses[str(response.status_code)] += 1
-                if response.status_code == 200:
+                result.latencies_ms.append((time.perf_counter() - t) * 1000.0)
+                result.statuses[str(status)] += 1
+                if status == 200:
                     result.acknowledged += n
                 else:
                     result.failed += n
+        finally:
+            await conn.close()
 
-        await asyncio.gather(*(sender() for _ in range(concurrency)))
-        result.seconds = time.perf_counter() - start
-    result.client_cpu_s = _cpu() - cpu0
+    await asyncio.gather(*(sender() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - start
+    result.exhausted = not ready and result.seconds < seconds
+    result.client_cpu_s = _cpu() - cpu1
     return result
 
 
