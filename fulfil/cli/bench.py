@@ -149,3 +149,38 @@ def ingest_cmd(url: str | None, start_server: bool, seconds: float, per_push: in
     out["ratio"] = round(out["orders_per_s"] / copy_rate, 4) if copy_rate else None
     out["peak_rss_mb"] = peak_rss_mb()
     emit({"bench": "ingest", **out})
+
+
+@bench.command("normalise")
+@click.option("--orders", default=20_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1))
+@click.option("--per-push", default=100, show_default=True, type=click.IntRange(min=1))
+@click.option(
+    "--latency-ms",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Round trip of each platform API call (the fake answers after it).",
+)
+def normalise_cmd(orders: int, workers: int, per_push: int, latency_ms: float) -> None:
+    """Normalisation of a burst of Douyin orders (one detail call each) by forked rq burst workers."""
+    from fulfil import db, redis_conn, settings
+    from fulfil.intake import normbench
+    from fulfil.pii import Sealer
+
+    s = settings.get()
+    engine = db.engine(s.database_url)
+    result = normbench.run(
+        engine,
+        redis_conn.connect(s),
+        Sealer(s.pii_key),
+        orders=orders,
+        workers=workers,
+        per_push=per_push,
+        latency_ms=latency_ms,
+        seed=time.time_ns() % 100_000,
+        progress=lambda m: click.echo(m, err=True),
+    )
+    result["database"] = engine.dialect.name
+    result["peak_rss_mb"] = peak_rss_mb()
+    emit({"bench": "normalise", **result})

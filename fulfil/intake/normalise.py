@@ -4,8 +4,9 @@
 
 1. **Read** (no lock): the rows, their shops (one query) and the apps that may act for them.
 2. **Fetch** (no transaction open): the order each message is about, through the platform's signed API
-   (:mod:`fulfil.intake.platforms`), once per order however many messages name it — or the canonical order
-   the message itself carries (a pulled increment; a push that is the whole order, e.g. Shopify's).
+   (:mod:`fulfil.intake.platforms`), once per order however many messages name it, up to
+   :data:`FETCH_CONCURRENCY` calls in flight (each waits on the platform's round trip) — or the canonical
+   order the message itself carries (a pulled increment; a push that is the whole order, e.g. Shopify's).
 3. **Apply** (one transaction): the rows are locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a row another
    worker holds is its business; SQLite's write lock otherwise) and checked to be still ``received``; the SKU
    mappings of every line come in one query; addresses are parsed; :func:`fulfil.intake.convergence.converge`
@@ -35,6 +36,7 @@ import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, cast
 
@@ -57,6 +59,7 @@ from fulfil.domain.states import IllegalTransition
 from fulfil.intake import platforms
 from fulfil.intake.address import AddressError, parse_address
 from fulfil.intake.convergence import Incoming, Outcome, converge, one_of
+from fulfil.intake.inbox import IDS_PER_JOB
 from fulfil.jobs import outbox
 from fulfil.pii import PiiError, Sealer
 from integrations.base import (
@@ -76,7 +79,7 @@ PULLED = "pulled"  # inbox.event of a pulled increment; its raw is :func:`encode
 MAX_ATTEMPTS = 5
 RETRY_BASE = dt.timedelta(seconds=30)
 ORPHAN_AFTER = dt.timedelta(minutes=2)
-IDS_PER_JOB = 500
+FETCH_CONCURRENCY = 16  # order-detail calls in flight per job
 SWEEP_LIMIT = 50_000
 BUSY_QUEUE = 100  # jobs waiting in the intake queue: a backlog is being worked, the sweep waits
 REASON_CHARS = 512
@@ -324,39 +327,56 @@ def _canonical(eng: Engine, msgs: list[_Msg], sealer: Sealer) -> None:
     with db.session_scope(eng) as session:
         keys = {p: platforms.shop_app_keys(session, p, ms) for p, ms in merchants.items()}
     apis: dict[tuple[str, str], Any] = {}
+    calls: list[tuple[str, str, Any, list[_Msg]]] = []
     for (platform, shop_code, number), group in to_fetch.items():
         shop = group[0].shop
         assert shop is not None
-        result: CanonicalOrder | Outcome | str
         try:
             api = apis.get((platform, shop_code))
             if api is None:
                 cred = platforms.credential_for(eng, platform, keys[platform][shop[1]], shop_code)
                 api = apis[(platform, shop_code)] = platforms.order_api(platform, cred)
-            result = api.fetch_order(shop_code, number)
         except platforms.NoCredential as exc:
-            result = _exception(group[0], "no_credential", str(exc), shop_code=shop_code)
+            _settle(group, _exception(group[0], "no_credential", str(exc), shop_code=shop_code))
+            continue
         except platforms.NoAdapter as exc:
-            result = _exception(group[0], "no_adapter", str(exc))
-        except ApiError as exc:
-            if exc.retryable:
-                result = _clip(f"{platform} order {number}: {exc}")
-            else:
-                result = _exception(group[0], "fetch_failed", f"{platform} order {number}: {exc}")
-        except PayloadError as exc:
-            result = _exception(group[0], "fetch_failed", f"{platform} order {number}: unreadable: {exc}")
-        except Exception as exc:  # an adapter's bug must not cost the other messages their turn
-            log.exception("%s order %s: fetch failed", platform, number)
-            result = _exception(
-                group[0], "fetch_failed", f"{platform} order {number}: {type(exc).__name__}: {exc}"
-            )
-        for m in group:
-            if isinstance(result, CanonicalOrder):
-                m.order = result
-            elif isinstance(result, Outcome):
-                m.final = Outcome(m.id, result.status, None, result.reason, result.kind, result.payload)
-            else:
-                m.retry = result
+            _settle(group, _exception(group[0], "no_adapter", str(exc)))
+            continue
+        calls.append((platform, number, api, group))
+    if not calls:
+        return
+    # The calls wait on the platform's round trip, not on this process: several at once hide the latency.
+    with ThreadPoolExecutor(min(FETCH_CONCURRENCY, len(calls)), thread_name_prefix="fetch") as pool:
+        results = list(pool.map(lambda call: _fetch(*call), calls))
+    for (_, _, _, group), result in zip(calls, results, strict=True):
+        _settle(group, result)
+
+
+def _fetch(platform: str, number: str, api: Any, group: list[_Msg]) -> CanonicalOrder | Outcome | str:
+    """One order through its platform's API: the order, an exception outcome, or a reason to retry later."""
+    shop_code = group[0].shop_code
+    try:
+        order: CanonicalOrder = api.fetch_order(shop_code, number)
+        return order
+    except ApiError as exc:
+        if exc.retryable:
+            return _clip(f"{platform} order {number}: {exc}")
+        return _exception(group[0], "fetch_failed", f"{platform} order {number}: {exc}")
+    except PayloadError as exc:
+        return _exception(group[0], "fetch_failed", f"{platform} order {number}: unreadable: {exc}")
+    except Exception as exc:  # an adapter's bug must not cost the other messages their turn
+        log.exception("%s order %s: fetch failed", platform, number)
+        return _exception(group[0], "fetch_failed", f"{platform} order {number}: {type(exc).__name__}: {exc}")
+
+
+def _settle(group: list[_Msg], result: CanonicalOrder | Outcome | str) -> None:
+    for m in group:
+        if isinstance(result, CanonicalOrder):
+            m.order = result
+        elif isinstance(result, Outcome):
+            m.final = Outcome(m.id, result.status, None, result.reason, result.kind, result.payload)
+        else:
+            m.retry = result
 
 
 def _apply(eng: Engine, msgs: list[_Msg], sealer: Sealer) -> Summary:

@@ -6,7 +6,7 @@ at now − 1 h the first time), pulls window after window — as long as the pla
 changes with a delay, and backward paging is only exact over a window that has ended), and page by page
 within a window. Each page is one transaction: its orders become inbox rows (event ``pulled``, message id
 ``<platform order id>@<updated_at ISO>``, so a re-pulled unchanged order is a duplicate and writes nothing),
-one outbox ``normalise_inbox`` job per :data:`~fulfil.intake.normalise.IDS_PER_JOB` new rows, and the cursor
+one outbox ``normalise_inbox`` job per :data:`~fulfil.intake.inbox.IDS_PER_JOB` new rows, and the cursor
 advances — all or nothing, so a crash never skips a window nor loses a page. Two pulls of one shop at once
 cannot both advance: the cursor moves only from where the page was read (compare-and-set); the loser writes
 nothing and stops.
