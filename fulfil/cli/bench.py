@@ -170,17 +170,20 @@ def normalise_cmd(orders: int, workers: int, per_push: int, latency_ms: float) -
 
     s = settings.get()
     engine = db.engine(s.database_url)
-    result = normbench.run(
-        engine,
-        redis_conn.connect(s),
-        Sealer(s.pii_key),
-        orders=orders,
-        workers=workers,
-        per_push=per_push,
-        latency_ms=latency_ms,
-        seed=time.time_ns() % 100_000,
-        progress=lambda m: click.echo(m, err=True),
-    )
+    try:
+        result = normbench.run(
+            engine,
+            redis_conn.connect(s),
+            Sealer(s.pii_key),
+            orders=orders,
+            workers=workers,
+            per_push=per_push,
+            latency_ms=latency_ms,
+            seed=time.time_ns() % 100_000,
+            progress=lambda m: click.echo(m, err=True),
+        )
+    except normbench.BusyQueue as exc:
+        raise click.ClickException(str(exc)) from None
     result["database"] = engine.dialect.name
     result["peak_rss_mb"] = peak_rss_mb()
     emit({"bench": "normalise", **result})

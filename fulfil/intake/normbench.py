@@ -33,6 +33,10 @@ from integrations.fakes import FakePlatform
 PUSHES_PER_TRANSACTION = 50
 
 
+class BusyQueue(RuntimeError):
+    """The intake queue holds jobs already: the benchmark would measure them too."""
+
+
 def delayed(handler: Callable[[httpx.Request], httpx.Response], latency_s: float) -> httpx.MockTransport:
     """A transport that answers with ``handler`` after ``latency_s`` seconds, like a remote API would."""
 
@@ -89,7 +93,7 @@ def run(
     fake = loadgen.make_fake(credential, seed=seed)
     queue = Queue("intake", connection=connection)
     if queue.count:
-        raise RuntimeError(
+        raise BusyQueue(
             f"the intake queue already holds {queue.count} job(s); run the benchmark on an idle queue"
         )
     progress(f"filling the inbox with {orders:,} Douyin orders")
