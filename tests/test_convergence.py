@@ -430,7 +430,7 @@ def test_a_cancellation_waits_for_a_running_planner(clean: Backend) -> None:
 
     with eng.connect() as planner:
         if clean.name == "postgresql":
-            planner.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": jobs._PLAN_LOCK_KEY})
+            jobs.take_planning_lock(planner)
         else:
             planner.execute(text("UPDATE batches SET id = id WHERE 0"))  # the planner's SQLite write lock
         worker = threading.Thread(target=run)

@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,31 @@ def test_rotation_allows_two_active_secrets_and_refuses_a_third(apps: Backend) -
     with session_scope(apps.engine) as s:
         register_app(s, sealer(apps), "doudian", "7002", SECRET)
     assert len(active_credentials(apps.engine, "doudian", sealer=sealer(apps))) == 3
+
+
+def test_two_registrations_at_once_cannot_exceed_two_active_secrets(apps: Backend) -> None:
+    """A rotation racing another: the second waits for the first and then sees its secret."""
+    with session_scope(apps.engine) as s:
+        register_app(s, sealer(apps), "doudian", "7001", SECRET)
+    outcome: list[BaseException | None] = []
+
+    def second() -> None:
+        try:
+            with session_scope(apps.engine) as s:
+                register_app(s, sealer(apps), "doudian", "7001", "the-racing-secret-2")
+            outcome.append(None)
+        except BaseException as exc:  # re-checked in the test's thread
+            outcome.append(exc)
+
+    with session_scope(apps.engine) as first:
+        register_app(first, sealer(apps), "doudian", "7001", SECRET2)  # not committed yet
+        racer = threading.Thread(target=second)
+        racer.start()
+        racer.join(0.5)
+        assert racer.is_alive(), "the second registration should wait for the first"
+    racer.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], TooManySecrets), outcome
+    assert sum(r.active for r in rows(apps)) == 2
 
 
 def test_registering_the_same_secret_again_updates_it_in_place(apps: Backend) -> None:

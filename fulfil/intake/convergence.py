@@ -96,7 +96,7 @@ from fulfil.domain.states import (
 )
 from fulfil.intake.address import ParsedAddress
 from fulfil.pii import Receiver, Sealer
-from fulfil.planning.jobs import _PLAN_LOCK_KEY as PLAN_LOCK_KEY
+from fulfil.planning.jobs import take_planning_lock
 from integrations.base import CanonicalOrder, OrderStatus
 
 SHIP_WITHIN = dt.timedelta(hours=48)  # the platforms' standard promise (Douyin): 48 h from payment
@@ -228,7 +228,7 @@ def converge(
             w.order.status == OrderStatus.CANCELLED and k in seen and seen[k].status in (_S.PAID, *_PLANNED)
             for k, w in winners.items()
         ):
-            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": PLAN_LOCK_KEY})
+            take_planning_lock(session)
     existing = _existing(session, list(winners), lock=True)
 
     decided: dict[Key, Outcome] = {}

@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from fulfil import settings as _settings
@@ -156,6 +156,7 @@ def register_app(
         if merchant_id is None:
             raise UnknownMerchant(f"unknown merchant {merchant_code!r}")
     fp = fingerprint(app_secret)
+    _lock_app_key(session, plat, app_key)
     rows = list(
         session.scalars(
             select(PlatformApp)
@@ -200,6 +201,22 @@ def register_app(
     log.info("platform app registered: %s key %r, fingerprint %s, id %d", plat.value, app_key, fp, same.id)
     invalidate_cache()
     return same
+
+
+def _lock_app_key(session: Session, plat: Platform, app_key: str) -> None:
+    """Serialise registrations of one app key, so the active-secret limit holds under concurrency.
+
+    Locking the existing rows is not enough: two registrations both see the same rows, neither sees the
+    other's new one, and both insert. PostgreSQL: a transaction advisory lock on the key, taken before the
+    rows are read. SQLite: its write lock, taken before reading.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": f"fulfil.platform_app:{plat.value}:{app_key}"},
+        )
+    else:
+        session.execute(text("UPDATE platform_apps SET id = id WHERE 0"))
 
 
 def find_app(session: Session, platform: str, app_key: str, secret_fingerprint: str) -> PlatformApp:

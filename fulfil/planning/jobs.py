@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import time
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
 from fulfil import db
@@ -35,6 +35,17 @@ log = logging.getLogger(__name__)
 _PLAN_LOCK_KEY = 0x66756C_706C  # "ful" "pl": taken by every plan writer
 
 
+def take_planning_lock(session: Session | Connection) -> None:
+    """Take the belt's planning lock for this transaction (PostgreSQL; SQLite has one writer anyway).
+
+    Every plan writer holds it, and so does anything that frees what a planner may be spending (a
+    cancellation of a planned order); take it before locking any order row, as the planner does.
+    """
+    bind = session.get_bind() if isinstance(session, Session) else session
+    if bind.dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
@@ -42,7 +53,7 @@ def _utcnow() -> dt.datetime:
 def _lock_batch(session: Session, batch_id: int) -> BatchState | None:
     """Take the planning lock and return the batch's state (None if there is no such batch)."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PLAN_LOCK_KEY})
+        take_planning_lock(session)
         query = select(Batch.status).where(Batch.id == batch_id).with_for_update()
     else:
         # Writing first takes SQLite's write lock before our snapshot begins; reading first would let
