@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from typing import Any
 
 import pytest
@@ -39,6 +40,12 @@ class Gate:
 
         monkeypatch.setattr(inbox, "store_pushes", store)
 
+    def hold(self, writer: GroupCommit) -> Future[inbox.StoreResult]:
+        """Submit a first push ("a") and return once the writer is inside its store, held at the gate."""
+        first = writer.submit("doudian", "7001", push("a"))
+        assert self.entered.wait(10)
+        return first
+
 
 @pytest.fixture
 def writer(clean: Backend) -> Iterator[GroupCommit]:
@@ -60,8 +67,7 @@ def test_pushes_waiting_behind_a_commit_share_the_next_transaction(
     clean: Backend, writer: GroupCommit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(monkeypatch)
-    first = writer.submit("doudian", "7001", push("a"))
-    assert gate.entered.wait(10)
+    first = gate.hold(writer)
     # Behind it: three pushes, one repeating a message of another (a platform retry racing the original).
     waiting = [
         writer.submit("doudian", "7001", push("b", "c")),
@@ -84,8 +90,7 @@ def test_one_bad_push_does_not_refuse_the_others_of_its_group(
     clean: Backend, writer: GroupCommit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(monkeypatch)
-    first = writer.submit("doudian", "7001", push("a"))
-    assert gate.entered.wait(10)
+    first = gate.hold(writer)
     good = writer.submit("doudian", "7001", push("b"))
     bad = writer.submit("doudian", "7001", [msg("x", platform="kuaishou")])  # not a Douyin message
     also_good = writer.submit("doudian", "7001", push("c"))
@@ -118,8 +123,7 @@ def test_a_cancelled_request_is_not_written(
     clean: Backend, writer: GroupCommit, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gate = Gate(monkeypatch)
-    first = writer.submit("doudian", "7001", push("a"))
-    assert gate.entered.wait(10)
+    first = gate.hold(writer)
     gone = writer.submit("doudian", "7001", push("b"))
     assert gone.cancel()  # the client went away before its push was written: it was never acknowledged
     kept = writer.submit("doudian", "7001", push("c"))
@@ -183,8 +187,7 @@ def test_a_group_is_capped_by_messages(clean: Backend, monkeypatch: pytest.Monke
     gate = Gate(monkeypatch)
     w = GroupCommit(lambda: clean.engine, lambda: clean.redis, max_messages=4)
     try:
-        first = w.submit("doudian", "7001", push("a"))
-        assert gate.entered.wait(10)
+        first = gate.hold(w)
         rest = [w.submit("doudian", "7001", push(f"b{i}", f"c{i}")) for i in range(3)]
         gate.release.set()
         for f in [first, *rest]:
