@@ -300,12 +300,16 @@ def invalidate_cache() -> None:
         _cache.clear()
 
 
+def _cache_key(engine: Engine, platform: str) -> tuple[str, str]:
+    return (engine.url.render_as_string(hide_password=False), platform)
+
+
 def cached_credentials(
     engine: Engine, platform: str, *, clock: Callable[[], float] = time.monotonic, ttl: float = CACHE_TTL
 ) -> list[AppCredential] | None:
     """The cached active credentials of ``platform`` if still fresh, else None; never reads the database."""
     with _cache_lock:
-        hit = _cache.get((engine.url.render_as_string(hide_password=False), platform))
+        hit = _cache.get(_cache_key(engine, platform))
     if hit is not None and clock() - hit[0] < ttl:
         return hit[1]
     return None
@@ -324,12 +328,10 @@ def active_credentials(
     A blob that does not open with this process's key is skipped with a warning naming the app (the push
     is then refused as unsigned, which is what an unknown secret amounts to).
     """
-    cache_key = (engine.url.render_as_string(hide_password=False), platform)
+    hit = cached_credentials(engine, platform, clock=clock, ttl=ttl)
+    if hit is not None:
+        return hit
     now = clock()
-    with _cache_lock:
-        hit = _cache.get(cache_key)
-    if hit is not None and now - hit[0] < ttl:
-        return hit[1]
     plat = parse_platform(platform)
     sealer = sealer or Sealer(_settings.get().pii_key)
     query = (
@@ -348,5 +350,5 @@ def active_credentials(
             continue
         creds.append(AppCredential(plat.value, app_key, secret, extra))
     with _cache_lock:
-        _cache[cache_key] = (now, creds)
+        _cache[_cache_key(engine, platform)] = (now, creds)
     return creds
