@@ -160,6 +160,25 @@ class OrderApi(Protocol):
 
 
 @dataclass(frozen=True)
+class OrderListPage:
+    orders: list[CanonicalOrder]  # the readable orders of the page (an unreadable one is left out)
+    total: int  # orders in the whole window, as the platform counts them
+    page_size: int
+
+
+class OrderListApi(Protocol):
+    """An order API that can also list the orders changed in a time window, a page at a time.
+
+    One call brings a page of whole orders instead of one: what normalisation uses when a job holds many
+    orders of one app. Anything the listing misses is still fetched one by one.
+    """
+
+    def changed_orders(self, start: dt.datetime, end: dt.datetime, page: int) -> OrderListPage:
+        """Page ``page`` (0-based) of the orders updated in [start, end] (naive UTC), oldest change first."""
+        ...
+
+
+@dataclass(frozen=True)
 class IncrementPage:
     orders: list[CanonicalOrder]
     next_cursor: str | None  # None: caught up to the window's end

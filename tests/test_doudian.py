@@ -368,6 +368,90 @@ def test_fetch_order_through_the_fake_matches_the_fakes_order() -> None:
     assert order.ship_by == (truth.ship_by.replace(microsecond=0) if truth.ship_by else None)
 
 
+def test_search_list_request_is_signed_over_its_sorted_parameters() -> None:
+    seen: list[httpx.Request] = []
+
+    def record(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(
+            200, json={"code": 10000, "msg": "success", "data": {"shop_order_list": [], "total": 0}}
+        )
+
+    api = doudian.DoudianOrderApi(
+        cred(), httpx.Client(transport=httpx.MockTransport(record)), clock=lambda: T0
+    )
+    start = dt.datetime(2024, 6, 18, 12, 0, 0)
+    page = api.changed_orders(start, start + dt.timedelta(seconds=30), 2)
+    assert (page.orders, page.total, page.page_size) == ([], 0, 100)
+    body = (
+        '{"order_asc":true,"order_by":"update_time","page":2,"size":100,'
+        f'"update_time_end":{T0 + 30},"update_time_start":{T0}}}'
+    )
+    pattern = f"{SECRET}app_key{APP_KEY}methodorder.searchListparam_json{body}timestamp{T0}v2{SECRET}"
+    request = seen[0]
+    assert request.url.path == "/order/searchList" and request.content.decode() == body
+    assert request.url.params["method"] == "order.searchList"
+    assert (
+        request.url.params["sign"] == hmac.new(SECRET.encode(), pattern.encode(), hashlib.sha256).hexdigest()
+    )
+
+
+def test_search_list_pages_through_a_window_both_ends_included() -> None:
+    platform = fake()
+    platform.step = dt.timedelta(seconds=1)
+    events = platform.create_orders(250)
+    api = api_for(platform)
+    first, last = platform.orders[events[10].order_id], platform.orders[events[229].order_id]
+    window = (first.updated_at.replace(microsecond=0), last.updated_at.replace(microsecond=0))
+    pages = [api.changed_orders(*window, page) for page in range(4)]
+    assert [p.total for p in pages] == [220] * 4
+    assert [len(p.orders) for p in pages] == [100, 100, 20, 0]
+    listed = [o.platform_order_id for p in pages for o in p.orders]
+    assert listed == [e.order_id for e in events[10:230]]  # oldest change first, nothing twice
+    one = pages[0].orders[0]
+    truth = platform.orders[one.platform_order_id]
+    assert one.shop_code == truth.shop_code and one.address == truth.address
+    assert [(line.platform_sku_code, line.quantity) for line in one.lines] == [
+        (line.sku_code, line.quantity) for line in truth.lines
+    ]
+    # a change moves an order to the end of the listing: it is listed by its newest update
+    cancelled = platform.cancel(events[10].order_id, at=last.updated_at + dt.timedelta(seconds=30))
+    later = api.changed_orders(window[0], window[1] + dt.timedelta(seconds=30), 2)
+    assert later.orders[-1].platform_order_id == cancelled.order_id
+    assert later.orders[-1].status is OrderStatus.CANCELLED
+
+
+def test_search_list_leaves_out_an_unreadable_order_and_refuses_a_bad_answer() -> None:
+    platform = fake()
+    events = platform.create_orders(2)
+    details = [platform.detail(platform.orders[e.order_id]) for e in events]
+    details[0]["order_status"] = 999
+    answers = iter(
+        [
+            {"code": 10000, "msg": "success", "data": {"shop_order_list": details, "total": 2}},
+            {"code": 10000, "msg": "success", "data": {"orders": []}},
+        ]
+    )
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(200, json=next(answers))))
+    api = doudian.DoudianOrderApi(cred(), client)
+    t = dt.datetime(2024, 6, 18)
+    page = api.changed_orders(t, t, 0)
+    assert [o.platform_order_id for o in page.orders] == [events[1].order_id] and page.total == 2
+    with pytest.raises(ApiError, match="no shop_order_list") as caught:
+        api.changed_orders(t, t, 0)
+    assert not caught.value.retryable
+
+
+def test_fake_search_list_refuses_pages_over_a_hundred_and_a_window_backwards() -> None:
+    api = api_for(fake())
+    window = {"update_time_start": T0, "update_time_end": T0 + 60, "page": 0}
+    assert api.call("/order/searchList", {**window, "size": 100})["total"] == 0
+    with pytest.raises(ApiError, match="40003"):
+        api.call("/order/searchList", {**window, "size": 101})
+    with pytest.raises(ApiError, match="40003"):
+        api.call("/order/searchList", {**window, "size": 10, "update_time_end": T0 - 1})
+
+
 def test_fake_refuses_a_wrong_secret_and_a_wrong_token() -> None:
     platform = fake()
     event = platform.create_orders(1)[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 from rq import Queue
 from sqlalchemy import func, select
@@ -14,14 +15,16 @@ from fulfil.domain.models import InboxMessage, Order
 from tests.conftest import Backend
 
 
-def test_bench_normalise_turns_every_message_into_an_order(clean: Backend) -> None:
+@pytest.mark.parametrize("listing", ["--listing", "--no-listing"])
+def test_bench_normalise_turns_every_message_into_an_order(clean: Backend, listing: str) -> None:
     result = CliRunner().invoke(
-        main, ["bench", "normalise", "--orders", "240", "--workers", "2", "--per-push", "40"]
+        main, ["bench", "normalise", "--orders", "240", "--workers", "2", "--per-push", "40", listing]
     )
     assert result.exit_code == 0, result.output
     record = json.loads(result.stdout.strip().splitlines()[-1])
     assert record["bench"] == "normalise" and record["database"] == clean.name
     assert record["orders"] == 240 and record["workers"] == 2
+    assert record["listing"] is (listing == "--listing")
     assert record["statuses"] == {"normalised": 240} and record["failed_jobs"] == 0
     assert record["orders_per_s"] > 0 and record["worker_exit_codes"] == [0]
     with clean.engine.connect() as conn:

@@ -162,8 +162,14 @@ def ingest_cmd(url: str | None, start_server: bool, seconds: float, per_push: in
     type=click.FloatRange(min=0),
     help="Round trip of each platform API call (the fake answers after it).",
 )
-def normalise_cmd(orders: int, workers: int, per_push: int, latency_ms: float) -> None:
-    """Normalisation of a burst of Douyin orders (one detail call each) by forked rq burst workers."""
+@click.option(
+    "--listing/--no-listing",
+    default=True,
+    show_default=True,
+    help="Whether the fake grants order.searchList (without it, one order.orderDetail call per order).",
+)
+def normalise_cmd(orders: int, workers: int, per_push: int, latency_ms: float, listing: bool) -> None:
+    """Normalisation of a burst of Douyin orders by forked rq burst workers."""
     from fulfil import db, redis_conn, settings
     from fulfil.intake import normbench
     from fulfil.pii import Sealer
@@ -179,6 +185,7 @@ def normalise_cmd(orders: int, workers: int, per_push: int, latency_ms: float) -
             workers=workers,
             per_push=per_push,
             latency_ms=latency_ms,
+            listing=listing,
             seed=time.time_ns() % 100_000,
             progress=lambda m: click.echo(m, err=True),
         )

@@ -36,7 +36,7 @@ UNPARSEABLE_TOPIC = "unparseable"
 ROWS_PER_STATEMENT = 1000
 # Inbox ids per normalise job: big enough that a job's fixed cost (reading shops, SKU maps) is shared, small
 # enough that two workers split a burst between them.
-IDS_PER_JOB = 500
+IDS_PER_JOB = 1000
 
 _INBOX = cast(Table, InboxMessage.__table__)
 _EXCEPTIONS = cast(Table, ExceptionItem.__table__)

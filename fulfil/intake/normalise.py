@@ -7,6 +7,10 @@
    (:mod:`fulfil.intake.platforms`), once per order however many messages name it, up to
    :data:`FETCH_CONCURRENCY` calls in flight (each waits on the platform's round trip) — or the canonical
    order the message itself carries (a pulled increment; a push that is the whole order, e.g. Shopify's).
+   When the job holds at least :data:`LIST_MIN` orders of one app and its API can list the orders changed in
+   a window (:class:`~integrations.base.OrderListApi`, e.g. Douyin ``order.searchList``), the window around
+   the messages' times is listed first, a page of whole orders per call; only what the listing does not
+   bring is fetched order by order.
 3. **Apply** (one transaction): the rows are locked (``FOR UPDATE SKIP LOCKED`` on PostgreSQL: a row another
    worker holds is its business; SQLite's write lock otherwise) and checked to be still ``received``; the SKU
    mappings of every line come in one query; addresses are parsed; :func:`fulfil.intake.convergence.converge`
@@ -67,6 +71,7 @@ from integrations.base import (
     ApiError,
     CanonicalOrder,
     OrderLine,
+    OrderListApi,
     OrderStatus,
     PayloadError,
     PushEvent,
@@ -80,6 +85,11 @@ MAX_ATTEMPTS = 5
 RETRY_BASE = dt.timedelta(seconds=30)
 ORPHAN_AFTER = dt.timedelta(minutes=2)
 FETCH_CONCURRENCY = 16  # order-detail calls in flight per job
+LIST_MIN = 20  # orders of one app in a job before listing a window pays for itself
+LIST_BEFORE = dt.timedelta(seconds=1)  # the window opens this long before the job's first message
+LIST_AFTER = dt.timedelta(seconds=2)  # and closes this long after its last (the order may change after)
+LIST_CROWDING = 3  # a window holding more than this many times the orders wanted is not paged through
+LIST_PAGE_GUESS = 80  # orders expected per listed page (a page holds up to 100, some of other jobs)
 SWEEP_LIMIT = 50_000
 BUSY_QUEUE = 100  # jobs waiting in the intake queue: a backlog is being worked, the sweep waits
 REASON_CHARS = 512
@@ -114,6 +124,7 @@ class _Msg:
     platform_order_id: str | None
     raw: bytes
     attempts: int
+    occurred_at: dt.datetime | None
     shop: tuple[int, int] | None = None  # shop id, merchant id
     order: CanonicalOrder | None = None
     final: Outcome | None = None
@@ -247,6 +258,7 @@ def _read(eng: Engine, ids: list[int]) -> list[_Msg]:
                     InboxMessage.platform_order_id,
                     InboxMessage.raw,
                     InboxMessage.attempts,
+                    InboxMessage.occurred_at,
                 )
                 .where(
                     one_of(conn, InboxMessage.id, ids[i : i + _CHUNK]),
@@ -326,16 +338,16 @@ def _canonical(eng: Engine, msgs: list[_Msg], sealer: Sealer) -> None:
         merchants[platform].add(group[0].shop[1])
     with db.session_scope(eng) as session:
         keys = {p: platforms.shop_app_keys(session, p, ms) for p, ms in merchants.items()}
-    apis: dict[tuple[str, str], Any] = {}
+    apis: dict[tuple[str, str], Any] = {}  # (platform, app key) -> its API client
     calls: list[tuple[str, str, Any, list[_Msg]]] = []
     for (platform, shop_code, number), group in to_fetch.items():
         shop = group[0].shop
         assert shop is not None
         try:
-            api = apis.get((platform, shop_code))
+            cred = platforms.credential_for(eng, platform, keys[platform][shop[1]], shop_code)
+            api = apis.get((platform, cred.app_key))
             if api is None:
-                cred = platforms.credential_for(eng, platform, keys[platform][shop[1]], shop_code)
-                api = apis[(platform, shop_code)] = platforms.order_api(platform, cred)
+                api = apis[(platform, cred.app_key)] = platforms.order_api(platform, cred)
         except platforms.NoCredential as exc:
             _settle(group, _exception(group[0], "no_credential", str(exc), shop_code=shop_code))
             continue
@@ -346,10 +358,62 @@ def _canonical(eng: Engine, msgs: list[_Msg], sealer: Sealer) -> None:
     if not calls:
         return
     # The calls wait on the platform's round trip, not on this process: several at once hide the latency.
-    with ThreadPoolExecutor(min(FETCH_CONCURRENCY, len(calls)), thread_name_prefix="fetch") as pool:
+    with ThreadPoolExecutor(FETCH_CONCURRENCY, thread_name_prefix="fetch") as pool:
+        calls = _listed(pool, calls)
         results = list(pool.map(lambda call: _fetch(*call), calls))
     for (_, _, _, group), result in zip(calls, results, strict=True):
         _settle(group, result)
+
+
+def _listed(
+    pool: ThreadPoolExecutor, calls: list[tuple[str, str, Any, list[_Msg]]]
+) -> list[tuple[str, str, Any, list[_Msg]]]:
+    """Settle what listing the apps' changed orders brings (see the module docstring); the calls left."""
+    by_api: dict[int, list[tuple[str, str, Any, list[_Msg]]]] = defaultdict(list)
+    for call in calls:
+        api, group = call[2], call[3]
+        if hasattr(api, "changed_orders") and all(m.occurred_at is not None for m in group):
+            by_api[id(api)].append(call)
+    listed: dict[tuple[str, str], CanonicalOrder] = {}
+    for api_calls in by_api.values():
+        if len(api_calls) >= LIST_MIN:
+            listed.update(_list_window(pool, api_calls))
+    if not listed:
+        return calls
+    left: list[tuple[str, str, Any, list[_Msg]]] = []
+    for call in calls:
+        _, number, _, group = call
+        order = listed.get((group[0].shop_code or "", number))
+        # A listing may come from an index that lags the order itself: a snapshot older than the event
+        # that announced it would undo that event, so such an order is fetched on its own.
+        newest = max(m.occurred_at for m in group if m.occurred_at is not None).replace(microsecond=0)
+        if order is None or order.updated_at < newest:
+            left.append(call)
+        else:
+            _settle(group, order)
+    return left
+
+
+def _list_window(
+    pool: ThreadPoolExecutor, calls: list[tuple[str, str, Any, list[_Msg]]]
+) -> dict[tuple[str, str], CanonicalOrder]:
+    """The orders one app's listing brings for ``calls``, keyed by (shop code, order number)."""
+    api: OrderListApi = calls[0][2]
+    times = [m.occurred_at for _, _, _, group in calls for m in group if m.occurred_at is not None]
+    start, end = min(times) - LIST_BEFORE, max(times) + LIST_AFTER
+    platform = calls[0][0]
+    guess = -(-len(calls) // LIST_PAGE_GUESS)  # pages the window likely holds: all asked for at once
+    try:
+        pages = list(pool.map(lambda page: api.changed_orders(start, end, page), range(guess)))
+        total, size = pages[0].total, pages[0].page_size
+        count = -(-total // size)
+        if count > guess and total <= LIST_CROWDING * len(calls) + size:
+            pages.extend(pool.map(lambda page: api.changed_orders(start, end, page), range(guess, count)))
+    except (ApiError, PayloadError) as exc:
+        # Listing only saves calls: whatever it failed to bring is fetched order by order.
+        log.info("normalise: %s listing %s..%s failed (%s); fetching one by one", platform, start, end, exc)
+        return {}
+    return {(o.shop_code, o.platform_order_id): o for page in pages for o in page.orders}
 
 
 def _fetch(platform: str, number: str, api: Any, group: list[_Msg]) -> CanonicalOrder | Outcome | str:

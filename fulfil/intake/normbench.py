@@ -1,7 +1,9 @@
 """The normalisation benchmark: a burst of Douyin messages in the inbox, normalised by rq workers.
 
-What it measures is the job the receivers enqueue: reading the inbox rows, fetching each order's detail
-through the platform's signed API, mapping SKUs, parsing addresses, converging and writing the orders. The
+What it measures is the job the receivers enqueue: reading the inbox rows, fetching the orders through the
+platform's signed API (a page of orders per ``order.searchList`` call, or with ``listing=False`` one
+``order.orderDetail`` call per order, as for an app not granted the listing), mapping SKUs, parsing
+addresses, converging and writing the orders. The
 inbox is filled as the receivers fill it (:func:`fulfil.intake.inbox.store_pushes`, outbox jobs drained to
 rq), then ``workers`` processes forked from this one run rq's burst worker on the ``intake`` queue until it
 is empty. The Douyin API is the platform fake, answering in-process through ``httpx.MockTransport`` after
@@ -29,6 +31,7 @@ from fulfil.jobs import outbox
 from fulfil.pii import Sealer
 from integrations import doudian
 from integrations.fakes import FakePlatform
+from integrations.fakes.doudian import DoudianFake
 
 PUSHES_PER_TRANSACTION = 50
 
@@ -82,6 +85,7 @@ def run(
     workers: int,
     per_push: int = 100,
     latency_ms: float = 0.0,
+    listing: bool = True,
     seed: int = 0,
     progress: Callable[[str], None] = lambda _m: None,
 ) -> dict[str, Any]:
@@ -91,6 +95,8 @@ def run(
     credential = loadgen.default_credential("doudian")
     loadgen.setup(engine, sealer, credential)
     fake = loadgen.make_fake(credential, seed=seed)
+    assert isinstance(fake, DoudianFake)
+    fake.listing = listing
     queue = Queue("intake", connection=connection)
     if queue.count:
         raise BusyQueue(
@@ -130,6 +136,7 @@ def run(
         "workers": workers,
         "per_job": inbox.IDS_PER_JOB,
         "latency_ms": latency_ms,
+        "listing": listing,
         "fill_s": round(filled_s, 2),
         "seconds": round(seconds, 3),
         "orders_per_s": round(normalised / seconds, 1) if seconds > 0 else None,

@@ -330,6 +330,7 @@ class FakePlatform(ABC):
         self._counter = itertools.count(1)
         self._message_counter = itertools.count(1)
         self.lock = threading.RLock()
+        self.version = 0  # counts state changes: a fake's index over its orders is rebuilt when it moves
 
     # --- clock and ids ------------------------------------------------------------------------------------
 
@@ -348,6 +349,7 @@ class FakePlatform(ABC):
     # --- state changes ------------------------------------------------------------------------------------
 
     def _event(self, kind: PushEvent, order: FakeOrder, at: dt.datetime) -> FakeEvent:
+        self.version += 1
         return FakeEvent(kind, order.snapshot(), at, self.new_message_id(next(self._message_counter)))
 
     def order(self, order_id: str) -> FakeOrder:
@@ -432,6 +434,7 @@ class FakePlatform(ABC):
         if order.status is not OrderStatus.PAID:
             raise ValueError(f"order {order.order_id} is {order.status.value}, cannot be shipped")
         order.status, order.updated_at = OrderStatus.SHIPPED, at
+        self.version += 1
         order.shipments.append(FakeShipment(courier, tracking_number, at))
 
     def _confirm(self, order: FakeOrder, courier: str, tracking_number: str) -> None:

@@ -11,6 +11,7 @@ reads every tag it does not know as "updated").
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
 import hmac
@@ -42,6 +43,7 @@ COMPANY_CODES = frozenset(
     {"zhongtong", "yuantong", "yunda", "shentong", "jtexpress", "shunfeng", "jd", "ems"}
 )
 _EPOCH = dt.datetime(1970, 1, 1)
+SEARCH_MAX_SIZE = 100
 
 
 def _unix(value: dt.datetime | None) -> int:
@@ -57,19 +59,22 @@ def _compact(value: Any) -> str:
 
 
 class DoudianFake(FakePlatform):
-    """Douyin shop. ``paid_tag`` chooses how payment is announced: ``"101"`` paid or ``"110"`` awaiting."""
+    """Douyin shop. ``paid_tag`` chooses how payment is announced: ``"101"`` paid or ``"110"`` awaiting;
+    ``listing=False`` answers ``order.searchList`` as an API the app may not call."""
 
     platform = "doudian"
     max_lines = 3
     max_per_push = None
 
-    def __init__(self, *args: Any, paid_tag: str = "101", **kwargs: Any) -> None:
+    def __init__(self, *args: Any, paid_tag: str = "101", listing: bool = True, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.listing = listing  # False: order.searchList is not granted to the app (answered as off-line)
         if paid_tag not in ("101", "110"):
             raise ValueError("paid_tag must be '101' or '110'")
         self.paid_tag = paid_tag
         self.access_token = self.credential.extra.get("access_token")
         self._log_ids = 0
+        self._by_update: tuple[tuple[int, int], list[tuple[int, str]]] = ((-1, -1), [])  # sorted (update, id)
 
     def new_order_id(self, n: int) -> str:
         return str(4_800_000_000_000_000_000 + (self.seed % 1000) * 10**13 + n)
@@ -177,6 +182,8 @@ class DoudianFake(FakePlatform):
             return self._detail(request, params)
         if path_method == "order.logisticsAdd":
             return self._logistics_add(request, params)
+        if path_method == "order.searchList" and self.listing:
+            return self._search(request, params)
         return self._error(request, 70000, "接口服务已下线", "isp.api-service-off", "API不存在或API已下线")
 
     def _find(self, order_id: Any) -> FakeOrder | None:
@@ -189,6 +196,35 @@ class DoudianFake(FakePlatform):
         return json_response(
             self._envelope(10000, "success", {"shop_order_detail": self.detail(order)}), request=request
         )
+
+    def _invalid(self, request: httpx.Request, why: str) -> httpx.Response:
+        return self._error(request, 40003, "非法的参数", "isv.parameter-invalid", why)
+
+    def _search(self, request: httpx.Request, params: Mapping[str, Any]) -> httpx.Response:
+        """``order.searchList`` by update time: both ends included, pages from 0, oldest change first."""
+        start, end = params.get("update_time_start"), params.get("update_time_end")
+        page, size = params.get("page", 0), params.get("size", 10)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (start, end, page, size)):
+            return self._invalid(request, "时间、page、size须为整数")
+        assert isinstance(start, int) and isinstance(end, int)
+        assert isinstance(page, int) and isinstance(size, int)
+        if page < 0 or not 0 < size <= SEARCH_MAX_SIZE or end < start:
+            return self._invalid(request, "page/size/时间范围不合法")
+        stamp = (self.version, len(self.orders))  # a test may also add or drop orders by hand
+        if self._by_update[0] != stamp:
+            ordered = sorted((_unix(o.updated_at), o.order_id) for o in self.orders.values())
+            self._by_update = (stamp, ordered)
+        index = self._by_update[1]
+        lo = bisect.bisect_left(index, (start, ""))
+        hi = bisect.bisect_left(index, (end + 1, ""))
+        chosen = index[lo:hi][page * size : (page + 1) * size]
+        data = {
+            "shop_order_list": [self.detail(self.orders[order_id]) for _, order_id in chosen],
+            "total": hi - lo,
+            "page": page,
+            "size": size,
+        }
+        return json_response(self._envelope(10000, "success", data), request=request)
 
     def _logistics_add(self, request: httpx.Request, params: Mapping[str, Any]) -> httpx.Response:
         order = self._find(params.get("order_id"))
