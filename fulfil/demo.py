@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -53,10 +54,12 @@ from fulfil.domain.states import (
     WorkOrderEvent,
     WorkOrderState,
 )
+from fulfil.intake.stream import StreamReport
 from fulfil.planning.load import BELT_UTC_OFFSET, READY_MINUTE
 
 WINDOW = dt.timedelta(minutes=15)
 POLL_SECONDS = 0.2
+SERVER_START_SECONDS = 30.0
 MAX_WORKER_FAILURES = 5  # worker processes that may exit with an error before the demo stops
 
 
@@ -94,6 +97,7 @@ class DemoReport:
     shipping_fen: int = 0
     used_minutes: float = 0.0
     regular_minutes_of_days_used: float = 0.0
+    stream: StreamReport | None = None  # orders that came through the platforms' webhooks and pulls
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -175,6 +179,8 @@ def run_demo(params: DemoParams, progress: Progress | None = None) -> DemoReport
         _clear_previous(eng, conn, s, params, progress)
     with _timed(report, "generate"):
         _generate(eng, s, params, progress)
+    with _timed(report, "stream"):
+        _stream(eng, s, params, progress, report)
     _run_day(eng, s, params, progress, report)
     with _timed(report, "execute"):
         _execute(eng, progress)
@@ -258,6 +264,84 @@ def _generator_progress(progress: Progress) -> Callable[[str, int, int], None]:
     return report
 
 
+# --- the live stream: orders through the platforms' webhooks and pulls ------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@contextmanager
+def api_server(log_dir: Path, timeout: float = SERVER_START_SECONDS) -> Iterator[str]:
+    """``fulfil serve`` in a subprocess on a free loopback port, up and answering; yields its base URL."""
+    import httpx
+
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(log_dir / "demo-api.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        _fulfil_command("serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=os.environ.copy(),
+    )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise DemoError(f"the API server exited with {proc.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise DemoError(f"the API server did not answer within {timeout:.0f}s; see {log.name}")
+            time.sleep(POLL_SECONDS)
+        yield url
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+
+
+def _stream(
+    eng: Engine, s: _settings.Settings, params: DemoParams, progress: Progress, report: DemoReport
+) -> None:
+    from fulfil.belt.generate import belt_today
+    from fulfil.intake import stream
+    from fulfil.pii import Sealer
+
+    if params.day is not None and params.day != belt_today():
+        report.notes.append(
+            f"no live stream: it happens now, on today's belt, and the belt's day is {params.day}"
+        )
+        return
+    progress.start("stream", None)
+    with api_server(s.data_dir) as url:
+        try:
+            report.stream = stream.run(
+                eng,
+                redis_conn.connect(s),
+                Sealer(s.pii_key),
+                url,
+                seed=params.seed,
+                progress=lambda step, done, total: progress.advance(step, done, total),
+            )
+        except stream.StreamError as exc:
+            raise DemoError(f"stream: {exc}") from None
+    progress.finish("stream")
+
+
 # --- the day: batching on a simulated clock, planning by workers -----------------------------------------
 
 
@@ -279,11 +363,15 @@ def _clock(eng: Engine, window: dt.timedelta) -> list[dt.datetime]:
     return ticks
 
 
-def _worker_command() -> list[str]:
+def _fulfil_command(*args: str) -> list[str]:
     script = Path(sys.executable).with_name("fulfil")
     if script.exists():
-        return [str(script), "worker", "--burst"]
-    return [sys.executable, "-c", "from fulfil.cli import run; run()", "worker", "--burst"]
+        return [str(script), *args]
+    return [sys.executable, "-c", "from fulfil.cli import run; run()", *args]
+
+
+def _worker_command() -> list[str]:
+    return _fulfil_command("worker", "--burst")
 
 
 class _Workers:

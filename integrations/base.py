@@ -92,6 +92,7 @@ class Address:
     city: str
     district: str
     detail: str  # street, building, door
+    country: str = ""  # ISO 3166-1 alpha-2 as a cross-border store gives it; "" on China's own platforms
 
 
 class OrderStatus(StrEnum):

@@ -246,6 +246,7 @@ def _address(value: Any) -> Address | None:
         name=str(name or ""),
         phone=str(value.get("phone") or ""),
         province=str(value.get("province") or ""),
+        country=str(value.get("country_code") or ""),
         city=str(value.get("city") or ""),
         district="",
         detail=", ".join(str(p) for p in parts if p),

@@ -267,6 +267,7 @@ def _address(order: Mapping[str, Any]) -> Address | None:
         name=name,
         phone=str(source.get("phone") or billing.get("phone") or ""),
         province=str(source.get("state") or ""),
+        country=str(source.get("country") or ""),
         city=str(source.get("city") or ""),
         district="",
         detail=", ".join(str(p) for p in parts if p),

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fulfil.belt.geo import PROVINCES
+from fulfil.belt.geo import EXPORT_HANDOVER_PROVINCE, PROVINCES
 from fulfil.intake.address import AddressError, parse_address, province_code
 from integrations.base import Address
 
@@ -93,3 +93,33 @@ def test_an_address_without_street_or_city_is_refused_without_personal_data() ->
     assert "王五" not in str(err.value) and "13700009999" not in str(err.value)
     with pytest.raises(AddressError, match="names no city"):
         parse_address(Address("王五", "13700009999", "浙江省", "", "", "文三路1号"))
+
+
+def test_an_address_abroad_goes_out_through_the_belts_export_hand_over() -> None:
+    parsed = parse_address(
+        Address("Ava Smith", "+1 305-555-0101", "FL", "Miami", "", "12 Oak Ave, 33101, US", country="us")
+    )
+    assert (parsed.province, parsed.city, parsed.country) == (EXPORT_HANDOVER_PROVINCE, "US Miami", "US")
+    assert parsed.receiver.name == "Ava Smith" and parsed.receiver.phone == "+1 305-555-0101"
+    assert parsed.receiver.address == "12 Oak Ave, 33101, US; Miami, FL, US"
+    assert "Ava" not in repr(parsed) and "Oak" not in repr(parsed)
+
+
+def test_china_named_as_a_country_is_a_domestic_address() -> None:
+    parsed = parse_address(Address("李雷", "13800001234", "Zhejiang", "Hangzhou", "", "1 Wensan Rd", "CN"))
+    assert (parsed.province, parsed.city, parsed.country) == ("33", "Hangzhou", "CN")
+
+
+@pytest.mark.parametrize(
+    ("address", "said"),
+    [
+        (Address("A", "1", "FL", "Miami", "", "12 Oak Ave", "USA"), "country 'USA' is not an ISO"),
+        (Address("A", "1", "FL", "", "", "12 Oak Ave", "US"), "the address in US names no city"),
+        (Address("A", "1", "FL", "Miami", "", " ", "US"), "the address in Miami, US has no street address"),
+    ],
+)
+def test_an_address_abroad_without_country_code_city_or_street_is_refused(
+    address: Address, said: str
+) -> None:
+    with pytest.raises(AddressError, match=said):
+        parse_address(address)

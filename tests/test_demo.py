@@ -13,6 +13,7 @@ from fulfil.domain.models import (
     AllocationDecision,
     Batch,
     ExceptionItem,
+    InboxMessage,
     Order,
     OrderLine,
     Parcel,
@@ -43,7 +44,7 @@ def check_invariants(eng: Engine, report: DemoReport) -> None:
         # every order ends packed, or back in the pool with an open exception that names the reason
         by_status = dict(c.execute(select(Order.status, func.count()).group_by(Order.status)).all())
         assert set(by_status) <= {OrderState.PACKED, OrderState.PAID}, by_status
-        assert sum(by_status.values()) == PARAMS.orders == report.orders
+        assert sum(by_status.values()) == report.orders
         subject = literal("order ", String) + cast(Order.id, String)
         unexplained = c.execute(
             select(func.count())
@@ -157,6 +158,8 @@ def test_a_small_day_end_to_end_and_again(clean: Backend) -> None:
     backend = clean  # starts from empty tables: rows left by other tests are not a demo belt
     first = run_demo(PARAMS)
     check_invariants(backend.engine, first)
+    assert first.orders == PARAMS.orders and first.stream is None  # no stream on another day's belt
+    assert any("no live stream" in note for note in first.notes)
     assert first.batches > 1 and first.work_orders_completed == first.work_orders > 0
 
     second = run_demo(PARAMS)  # the previous belt is cleared, the same day is made and planned again
@@ -177,3 +180,37 @@ def test_a_small_day_end_to_end_and_again(clean: Backend) -> None:
         # a configured database is cleared only when asked to
         with pytest.raises(DemoError, match="--reset"):
             run_demo(DemoParams(**{**PARAMS.__dict__, "reset": False}))
+
+
+def test_the_live_stream_reaches_the_plan_through_the_webhooks_and_the_pulls(clean: Backend) -> None:
+    from fulfil.intake import stream
+
+    report = run_demo(DemoParams(**{**PARAMS.__dict__, "day": None}))  # today's belt: the stream runs
+    check_invariants(clean.engine, report)
+    got = report.stream
+    assert got is not None
+    pushed = {platform: n for platform, (n, _) in stream.PUSHED.items()}
+    assert got.pushed == {p: {"sent": n, "acknowledged": n} for p, n in pushed.items()}
+    assert got.pulled == dict(stream.PULLED)
+    streamed = sum(pushed.values()) + sum(stream.PULLED.values())
+    assert got.inbox == {"normalised": streamed} and got.exceptions == {}
+    with clean.engine.connect() as c:
+        by_platform = dict(
+            c.execute(
+                select(InboxMessage.platform, func.count(func.distinct(InboxMessage.order_id))).group_by(
+                    InboxMessage.platform
+                )
+            ).all()
+        )
+        abroad = c.execute(
+            select(Order.country, Order.province, func.count())
+            .where(Order.country != "CN")
+            .group_by(Order.country, Order.province)
+        ).all()
+        states = set(
+            c.execute(select(Order.status).where(Order.id.in_(select(InboxMessage.order_id)))).scalars()
+        )
+    assert {str(getattr(p, "value", p)): n for p, n in by_platform.items()} == {**pushed, **stream.PULLED}
+    assert abroad == [("US", "32", stream.PUSHED["shopify"][0] + stream.PUSHED["woocommerce"][0])]
+    assert states == {OrderState.PACKED}  # planned, made or picked, and packed with the rest of the day
+    assert report.orders == PARAMS.orders + streamed

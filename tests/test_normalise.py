@@ -580,13 +580,20 @@ def test_a_shopify_push_is_the_whole_order_and_needs_no_api_call(
     ids = deliver(clean, fake, shopify.push, [moved, created[1]])
     summary = normalise.normalise_inbox(*ids)
     assert not fake.calls
-    assert (summary.normalised, summary.exceptions) == (1, 1)
+    assert (summary.normalised, summary.exceptions) == (2, 0)
+    us = fake.order(created[1].order_id).address
     with clean.engine.connect() as c:
-        assert c.execute(select(Order.platform_order_id, Order.province, Order.city)).all() == [
-            (created[0].order_id, "33", "Hangzhou")
-        ]
-    [(kind, _, reason, _)] = _exception_items(clean.engine)
-    assert kind == "bad_address" and "not a mainland Chinese province" in reason  # a US address
+        rows = c.execute(
+            select(Order.platform_order_id, Order.province, Order.city, Order.country).order_by(Order.id)
+        ).all()
+        sealed = c.execute(select(Order.receiver_sealed).order_by(Order.id)).scalars().all()
+    # moved to China; the other goes abroad through the belt's export hand-over in Jiangsu
+    assert rows == [
+        (created[0].order_id, "33", "Hangzhou", "CN"),
+        (created[1].order_id, "32", f"US {us.city}", "US"),
+    ]
+    receiver = Sealer(clean.settings.pii_key).open(sealed[1])
+    assert receiver.name == us.name and us.province in receiver.address and receiver.address.endswith("US")
 
 
 def test_pulled_orders_keep_their_receiver_sealed_in_the_inbox(clean: Backend) -> None:

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 # The belt's centre: Changshu old town (虞山街道).
 BELT_LON = 120.75
 BELT_LAT = 31.65
+# Cross-border parcels leave through a forwarder's consolidation warehouse (集运仓) in the belt itself:
+# their domestic leg is priced to the belt's own province, and the forwarder carries them abroad.
+EXPORT_HANDOVER_PROVINCE = "32"
 # Belt local time is China Standard Time; the database keeps naive UTC.
 UTC_OFFSET_HOURS = 8
 

@@ -21,6 +21,7 @@ from fulfil.cli import console, main
 
 _LABELS = {
     "generate": "generating the belt",
+    "stream": "live stream: webhooks, pulls, normalising",
     "batch": "batching on the simulated clock",
     "plan": "planning batches (workers)",
     "execute": "executing the plan, day by day",
@@ -84,6 +85,26 @@ def _summary(report: Any) -> Table:
         ("orders late (planned after ship-by)", f"{report.orders_late:,}"),
         ("orders unfilled (exceptions with reasons)", f"{report.orders_unfilled:,}"),
     ]
+    stream = report.stream
+    if stream is not None:
+        pushed = sum(p["acknowledged"] for p in stream.pushed.values())
+        sent = sum(p["sent"] for p in stream.pushed.values())
+        inbox = stream.inbox
+        ends = [inbox.get(status, 0) for status in ("normalised", "ignored", "exception")]
+        rows += [
+            (
+                f"stream: orders pushed to the webhooks (merchant {stream.merchant})",
+                f"{pushed:,} of {sent:,} acknowledged",
+            ),
+            ("stream: orders pulled (Taobao, JD, Pinduoduo)", f"{sum(stream.pulled.values()):,}"),
+            (
+                "stream: messages normalised / ignored / exceptions",
+                " / ".join(f"{n:,}" for n in ends),
+            ),
+        ]
+        rows += [(f"  exceptions: {kind}", f"{n:,}") for kind, n in sorted(stream.exceptions.items())]
+        if inbox.get("received"):
+            rows.append(("stream: messages still waiting for a retry", f"{inbox['received']:,}"))
     for name, value in rows:
         table.add_row(name, value)
     for step, seconds in report.seconds.items():

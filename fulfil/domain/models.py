@@ -303,6 +303,8 @@ class Order(Base):
     presale: Mapped[bool] = mapped_column(Boolean, default=False)
     province: Mapped[str] = mapped_column(String(2))
     city: Mapped[str] = mapped_column(String(32))
+    # Where the parcel finally goes (ISO 3166-1 alpha-2). Abroad, ``province`` is the export hand-over's.
+    country: Mapped[str] = mapped_column(String(2), default="CN", server_default="CN")
     receiver_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     batch_id: Mapped[int | None] = mapped_column(ForeignKey("batches.id"), index=True)
     # The platform's last change applied to this row (intake): an older snapshot never overwrites a newer one.

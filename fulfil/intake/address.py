@@ -3,8 +3,13 @@
 Platforms write provinces in several forms: "广东省" (the full name), "广东" (without the suffix), "广西壮族
 自治区" / "广西", "北京市" / "北京", and cross-border stores write pinyin ("Guangdong", "Inner Mongolia").
 All of them map to the two-digit code of :data:`fulfil.belt.geo.PROVINCES`, the 31 mainland provinces the belt
-ships to. Anything else — Hong Kong, Macau, Taiwan, a foreign country, a typo — is an :class:`AddressError`
+ships to. Anything else in a Chinese address — Hong Kong, Macau, Taiwan, a typo — is an :class:`AddressError`
 naming what was given, and the order waits in the exceptions queue (kind ``bad_address``).
+
+A cross-border store's address that names another country (``Address.country``, e.g. ``US``) goes abroad: its
+parcel is handed to a forwarder's consolidation warehouse in the belt, so the order's province is
+:data:`fulfil.belt.geo.EXPORT_HANDOVER_PROVINCE` (its domestic leg), its city reads ``"US Miami"`` and its
+country is kept; the state, postcode and street go into the sealed receiver.
 
 Only province and city stay in clear (the plan prices shipping by province); the receiver's name, phone and
 street address are sealed by the caller (:class:`fulfil.pii.Sealer`) and never logged: an
@@ -17,7 +22,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from fulfil.belt.geo import PROVINCES
+from fulfil.belt.geo import EXPORT_HANDOVER_PROVINCE, PROVINCES
 from fulfil.pii import Receiver
 from integrations.base import Address
 
@@ -65,6 +70,8 @@ _LATIN_SUFFIXES = ("province", "autonomousregion", "municipality", "shi", "sheng
 _CITY_PLACEHOLDERS = {"市辖区", "县", "省直辖县级行政区划", "自治区直辖县级行政区划"}
 _NOT_SERVED = {"香港", "澳门", "台湾", "hongkong", "macau", "macao", "taiwan"}
 _SPACES = re.compile(r"[\s\-'’·.,]+")
+_COUNTRY = re.compile(r"[A-Z]{2}")
+HOME = "CN"
 
 
 class AddressError(ValueError):
@@ -76,9 +83,13 @@ class ParsedAddress:
     province: str  # GB/T 2260 two-digit code
     city: str  # in clear, at most CITY_MAX characters
     receiver: Receiver  # to be sealed: name, phone, district + street
+    country: str = HOME  # ISO 3166-1 alpha-2 of the destination
 
     def __repr__(self) -> str:  # the receiver shows masked only (Receiver.__repr__)
-        return f"ParsedAddress(province={self.province!r}, city={self.city!r}, receiver={self.receiver!r})"
+        return (
+            f"ParsedAddress(province={self.province!r}, city={self.city!r}, country={self.country!r}, "
+            f"receiver={self.receiver!r})"
+        )
 
 
 def _short(name: str) -> str:
@@ -132,6 +143,9 @@ def parse_address(address: Address) -> ParsedAddress:
     The four municipalities' platforms often repeat the municipality as the city ("北京市 北京市 朝阳区"); the
     district then serves as the city, as in the belt's own geography.
     """
+    country = _clean(address.country).upper()
+    if country and country != HOME:
+        return _abroad(address, country)
     code = province_code(address.province)
     city = _clean(address.city)
     district = _clean(address.district)
@@ -147,4 +161,25 @@ def parse_address(address: Address) -> ParsedAddress:
         province=code,
         city=city[:CITY_MAX],
         receiver=Receiver(name=_clean(address.name), phone=_clean(address.phone), address=street),
+    )
+
+
+def _abroad(address: Address, country: str) -> ParsedAddress:
+    """A destination outside China (see the module docstring)."""
+    if not _COUNTRY.fullmatch(country):
+        raise AddressError(f"country {country!r} is not an ISO 3166-1 two-letter code")
+    city = _clean(address.city)
+    if not city:
+        raise AddressError(f"the address in {country} names no city")
+    detail = _clean(address.detail)
+    if not detail:
+        raise AddressError(f"the address in {city}, {country} has no street address")
+    region = ", ".join(part for part in (city, _clean(address.province), country) if part)
+    return ParsedAddress(
+        province=EXPORT_HANDOVER_PROVINCE,
+        city=f"{country} {city}"[:CITY_MAX],
+        receiver=Receiver(
+            name=_clean(address.name), phone=_clean(address.phone), address=f"{detail}; {region}"
+        ),
+        country=country,
     )

@@ -490,6 +490,7 @@ def _address_columns(address: ParsedAddress, sealer: Sealer) -> dict[str, Any]:
     return {
         "province": address.province,
         "city": address.city,
+        "country": address.country,
         "receiver_sealed": sealer.seal(address.receiver),
     }
 
@@ -554,6 +555,7 @@ def _insert_new(session: Session, plan: _Plan, sealer: Sealer) -> dict[Key, int]
                 "presale": o.presale,
                 "province": address.province if address else "",
                 "city": address.city if address else "",
+                "country": address.country if address else "CN",
                 "receiver_sealed": sealer.seal(address.receiver) if address else empty,
                 "platform_updated_at": o.updated_at,
             }

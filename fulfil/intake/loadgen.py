@@ -72,6 +72,8 @@ def default_credential(
     key = app_key or f"sim-{platform}"
     secret = app_secret or f"sim-{platform}-secret-0001"
     extra: dict[str, str] = {}
+    if platform in ("doudian", "kuaishou"):  # their order APIs act with the shop's access token
+        extra["access_token"] = f"sim-{platform}-token"
     if platform == "kuaishou":
         # A 32-byte AES key stable for a secret: server and simulator agree without a third option.
         extra["message_key"] = base64.b64encode(hashlib.sha256(secret.encode()).digest()).decode()
@@ -131,9 +133,15 @@ def setup(
                 )
                 .returning(Style.id)
             ).scalar_one()
-        have = {
-            str(code): int(i) for code, i in s.execute(select(Sku.code, Sku.id).where(Sku.style_id == style))
-        }
+
+        def merchants_skus() -> dict[str, int]:
+            # codes the merchant already sells (any style) are mapped as they are; only the rest are made
+            query = (
+                select(Sku.code, Sku.id).join(Style, Style.id == Sku.style_id).where(Style.merchant_id == mid)
+            )
+            return {str(code): int(i) for code, i in s.execute(query)}
+
+        have = merchants_skus()
         missing = [c for c in sku_codes if c not in have]
         if missing:
             s.execute(
@@ -143,10 +151,7 @@ def setup(
                     for c in missing
                 ],
             )
-            have = {
-                str(code): int(i)
-                for code, i in s.execute(select(Sku.code, Sku.id).where(Sku.style_id == style))
-            }
+            have = merchants_skus()
         mappings = 0
         for shop_code in shops:
             sid = s.scalar(
@@ -300,8 +305,26 @@ async def run_load(
     result.prepare_s = time.perf_counter() - t0
     cpu1 = _cpu()
     result.prepare_cpu_s = cpu1 - cpu0
+    await _send(target, ready, result, seconds=seconds, rate=rate, concurrency=concurrency, timeout=timeout)
+    result.exhausted = not ready and result.seconds < seconds
+    result.client_cpu_s = _cpu() - cpu1
+    return result
+
+
+async def _send(
+    target: loadclient.Target,
+    ready: deque[tuple[int, bytes]],
+    result: LoadResult,
+    *,
+    seconds: float | None,
+    rate: float | None,
+    concurrency: int,
+    timeout: float,
+) -> None:
+    """Send the ready pushes over ``concurrency`` connections until none is left or ``seconds`` ran out."""
+    per_push = result.per_push
     start = time.perf_counter()
-    end = start + seconds
+    end = math.inf if seconds is None else start + seconds
     scheduled = 0  # orders handed out so far: the next push is due when the rate allows that many
 
     async def sender() -> None:
@@ -340,8 +363,24 @@ async def run_load(
 
     await asyncio.gather(*(sender() for _ in range(concurrency)))
     result.seconds = time.perf_counter() - start
-    result.exhausted = not ready and result.seconds < seconds
-    result.client_cpu_s = _cpu() - cpu1
+
+
+def deliver(
+    url: str,
+    platform: str,
+    pushes: Sequence[tuple[int, Push]],
+    *,
+    concurrency: int = 4,
+    timeout: float = 30.0,
+) -> LoadResult:
+    """Send exactly ``pushes`` ((messages, push) pairs, e.g. from :func:`prepare_pushes`) to the server."""
+    target = loadclient.Target.parse(webhook_url(url, platform))
+    per_push = max((n for n, _ in pushes), default=1)
+    result = LoadResult(platform, per_push, concurrency, None, 0.0)
+    ready = deque((n, loadclient.build_post(target, headers, body)) for n, (headers, body) in pushes)
+    asyncio.run(
+        _send(target, ready, result, seconds=None, rate=None, concurrency=concurrency, timeout=timeout)
+    )
     return result
 
 

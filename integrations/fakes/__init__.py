@@ -278,6 +278,7 @@ class OrderFactory:
                 city=city,
                 district="",
                 detail=f"{1 + int(r() * 9998)} {pick(_WEST_STREETS)}, {zip_code}, US",
+                country="US",
             )
         province, city, district = pick(_PLACES)
         name = pick(_SURNAMES) + pick(_GIVEN) + ("" if r() < 0.3 else pick(_GIVEN))

@@ -45,6 +45,9 @@ def iso(value: dt.datetime | None) -> str | None:
     return value.replace(tzinfo=dt.UTC).astimezone(STORE_OFFSET).isoformat()
 
 
+_COUNTRY_NAMES = {"US": "United States", "CN": "China"}
+
+
 class ShopifyFake(FakePlatform):
     """Shopify store(s); shop codes are ``*.myshopify.com`` domains."""
 
@@ -123,8 +126,8 @@ class ShopifyFake(FakePlatform):
                 "province": address.province,
                 "province_code": address.province,
                 "zip": zip_code,
-                "country": "United States",
-                "country_code": "US",
+                "country": _COUNTRY_NAMES.get(address.country or "CN", address.country),
+                "country_code": address.country or "CN",
             },
         }
 

@@ -108,7 +108,7 @@ class WooCommerceFake(FakePlatform):
             "city": address.city,
             "state": address.province,
             "postcode": postcode,
-            "country": "US",
+            "country": address.country or "CN",
             "phone": address.phone,
         }
         shipped_at = order.shipments[0].at if order.shipments else None
