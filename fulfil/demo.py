@@ -304,13 +304,7 @@ def api_server(log_dir: Path, timeout: float = SERVER_START_SECONDS) -> Iterator
             time.sleep(POLL_SECONDS)
         yield url
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(proc)
         log.close()
 
 
@@ -370,6 +364,17 @@ def _fulfil_command(*args: str) -> list[str]:
     return [sys.executable, "-c", "from fulfil.cli import run; run()", *args]
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Ask a child process to stop; kill it after 10 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 def _worker_command() -> list[str]:
     return _fulfil_command("worker", "--burst")
 
@@ -409,13 +414,7 @@ class _Workers:
 
     def stop(self) -> None:
         for proc, log in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+            _stop(proc)
             log.close()
         self.procs = []
 
