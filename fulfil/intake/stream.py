@@ -69,10 +69,6 @@ class StreamReport:
     inbox: dict[str, int] = field(default_factory=dict)  # status -> messages
     exceptions: dict[str, int] = field(default_factory=dict)  # kind -> open exception items
 
-    @property
-    def messages(self) -> int:
-        return sum(self.inbox.values())
-
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
