@@ -37,6 +37,7 @@ import datetime as dt
 import itertools
 import json
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
@@ -77,6 +78,38 @@ def shop_token(credential: AppCredential, shop_code: str, name: str) -> str:
             f"set extra['{name}.{shop_code}'] or extra['{name}']"
         )
     return token
+
+
+class RouterClient:
+    """What the pulled platforms' API clients share: one router URL, a clock for the signed timestamps, a
+    page size within the platform's limit, and the shop token each call carries."""
+
+    default_url: str = ""
+    max_page_size: int = 100
+    default_page_size: int = 100
+    token_name: str = "access_token"  # the key of the shop's token in ``credential.extra``
+
+    def __init__(
+        self,
+        credential: AppCredential,
+        client: httpx.Client,
+        *,
+        url: str | None = None,
+        clock: Callable[[], float] = time.time,
+        page_size: int | None = None,
+    ) -> None:
+        page_size = self.default_page_size if page_size is None else page_size
+        if not 1 <= page_size <= self.max_page_size:
+            raise ValueError(f"page_size must be 1..{self.max_page_size}, got {page_size}")
+        self.credential = credential
+        self.client = client
+        self.url = url or self.default_url
+        self.clock = clock
+        self.page_size = page_size
+
+    def token(self, shop_code: str) -> str:
+        """The shop's token (see :func:`shop_token`)."""
+        return shop_token(self.credential, shop_code, self.token_name)
 
 
 MAX_CURSOR_CHARS = 256  # the application keeps the cursor in a 256-character column

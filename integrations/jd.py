@@ -47,11 +47,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
-
-import httpx
 
 from integrations import increments
 from integrations.base import (
@@ -240,7 +237,7 @@ def logistics_id(credential: AppCredential, courier_code: str) -> str:
 # --- the client -------------------------------------------------------------------------------------
 
 
-class JdOrderApi:
+class JdOrderApi(increments.RouterClient):
     """JOS order search by modified time, order detail and shipment over an injected ``httpx.Client``.
 
     Implements :class:`integrations.base.IncrementApi` and :class:`integrations.base.OrderApi`. A pull window
@@ -249,32 +246,14 @@ class JdOrderApi:
     """
 
     platform = PLATFORM
-
-    def __init__(
-        self,
-        credential: AppCredential,
-        client: httpx.Client,
-        *,
-        url: str = DEFAULT_URL,
-        clock: Callable[[], float] = time.time,
-        page_size: int = MAX_PAGE_SIZE,
-    ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
-        self.credential = credential
-        self.client = client
-        self.url = url
-        self.clock = clock
-        self.page_size = page_size
-
-    def access_token(self, shop_code: str) -> str:
-        return increments.shop_token(self.credential, shop_code, "access_token")
+    default_url = DEFAULT_URL
+    max_page_size = default_page_size = MAX_PAGE_SIZE
 
     def signed_params(self, api_method: str, shop_code: str, params: Mapping[str, Any]) -> dict[str, str]:
         form = {
             "method": api_method,
             "app_key": self.credential.app_key,
-            "access_token": self.access_token(shop_code),
+            "access_token": self.token(shop_code),
             "timestamp": timestamp(self.clock()),
             "v": API_VERSION,
             "sign_method": "md5",

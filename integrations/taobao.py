@@ -308,7 +308,7 @@ def company_code(credential: AppCredential, courier_code: str) -> str:
 # --- the client -----------------------------------------------------------------------------------
 
 
-class TaobaoOrderApi:
+class TaobaoOrderApi(increments.RouterClient):
     """TOP's order increments, order detail and offline ship confirmation over an injected ``httpx.Client``.
 
     Implements :class:`integrations.base.IncrementApi` and :class:`integrations.base.OrderApi`. A pull window
@@ -316,39 +316,34 @@ class TaobaoOrderApi:
     """
 
     platform = PLATFORM
+    default_url = DEFAULT_URL
+    max_page_size = MAX_PAGE_SIZE
+    default_page_size = 50
+    token_name = "session"
 
     def __init__(
         self,
         credential: AppCredential,
         client: httpx.Client,
         *,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         clock: Callable[[], float] = time.time,
-        page_size: int = 50,
+        page_size: int | None = None,
         sign_method: str | None = None,
     ) -> None:
-        if not 1 <= page_size <= MAX_PAGE_SIZE:
-            raise ValueError(f"page_size must be 1..{MAX_PAGE_SIZE}, got {page_size}")
-        self.credential = credential
-        self.client = client
-        self.url = url
-        self.clock = clock
-        self.page_size = page_size
+        super().__init__(credential, client, url=url, clock=clock, page_size=page_size)
         self.sign_method = sign_method or credential.extra.get("sign_method") or "md5"
         if self.sign_method not in SIGN_METHODS:
             raise ValueError(
                 f"unknown TOP sign_method {self.sign_method!r}; use one of {', '.join(SIGN_METHODS)}"
             )
 
-    def session(self, shop_code: str) -> str:
-        return increments.shop_token(self.credential, shop_code, "session")
-
     def signed_params(self, api_method: str, shop_code: str, params: Mapping[str, Any]) -> dict[str, str]:
         form = {k: str(v) for k, v in params.items() if v is not None}
         form.update(
             method=api_method,
             app_key=self.credential.app_key,
-            session=self.session(shop_code),
+            session=self.token(shop_code),
             timestamp=timestamp(self.clock()),
             format="json",
             v=API_VERSION,

@@ -25,7 +25,7 @@ def _client() -> httpx.Client:
 def test_the_shop_token_wins_over_the_app_token(api_cls: type, platform: str, name: str) -> None:
     cred = AppCredential(platform, "key", "secret", {f"{name}.S1": "shop-token", name: "app-token"})
     api = api_cls(cred, _client())
-    token_of = getattr(api, name if name == "session" else "access_token")
+    token_of = api.token
     assert token_of("S1") == "shop-token"
     assert token_of("S2") == "app-token"
 
@@ -33,7 +33,7 @@ def test_the_shop_token_wins_over_the_app_token(api_cls: type, platform: str, na
 @pytest.mark.parametrize(("api_cls", "platform", "name"), CASES)
 def test_a_missing_token_is_named(api_cls: type, platform: str, name: str) -> None:
     api = api_cls(AppCredential(platform, "key", "secret", {}), _client())
-    token_of = getattr(api, name if name == "session" else "access_token")
+    token_of = api.token
     with pytest.raises(
         ValueError, match=rf"{platform} app key has no {name} for shop S1: set extra\['{name}.S1'\]"
     ):
