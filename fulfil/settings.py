@@ -37,6 +37,8 @@ class Settings:
     pii_key: bytes
     log_level: str = "INFO"
     admin_token: str | None = None  # FULFIL_ADMIN_TOKEN: the bearer token of the admin API; None disables it
+    planner: str = "optimiser"  # FULFIL_PLANNER: "optimiser" (bound and gap) or "cascade" (the rule cascade)
+    plan_seconds: float = 20.0  # FULFIL_PLAN_SECONDS: the optimiser's time limit per batch
 
     @property
     def embedded_database(self) -> bool:
@@ -90,7 +92,20 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise SettingsError(f"FULFIL_LOG_LEVEL: {log_level!r} is not one of DEBUG, INFO, WARNING, ERROR")
     admin_token = _load_admin_token(env)
-    return Settings(data_dir, database_url, redis_url, pii_key, log_level, admin_token)
+    planner = env.get("FULFIL_PLANNER", "optimiser")
+    if planner not in PLANNERS:
+        raise SettingsError(f"FULFIL_PLANNER: {planner!r} is not one of {', '.join(PLANNERS)}")
+    raw_seconds = env.get("FULFIL_PLAN_SECONDS", "20")
+    try:
+        plan_seconds = float(raw_seconds)
+    except ValueError:
+        plan_seconds = -1.0
+    if not 0 < plan_seconds <= 3600:
+        raise SettingsError(f"FULFIL_PLAN_SECONDS: {raw_seconds!r} is not a number of seconds in (0, 3600]")
+    return Settings(data_dir, database_url, redis_url, pii_key, log_level, admin_token, planner, plan_seconds)
+
+
+PLANNERS = ("optimiser", "cascade")
 
 
 ADMIN_TOKEN_MIN_CHARS = 16

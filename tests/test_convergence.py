@@ -43,7 +43,10 @@ from fulfil.planning import jobs
 from integrations.base import Address, CanonicalOrder, OrderStatus
 from integrations.base import OrderLine as CanonicalLine
 from tests.conftest import Backend
-from tests.test_planning import Belt, add_batch, first_batch, paid, seed_belt
+from tests.test_planning import Belt, add_batch, cascade, first_batch, paid, seed_belt
+
+# the plans these tests converge are the rule cascade's, checked by hand in test_planning.py
+__all__ = ["cascade"]
 
 T0 = dt.datetime(2026, 11, 23, 12, 0)
 CANTON = Address("张三", "13800001234", "广东省", "广州市", "天河区", "体育西路1号")

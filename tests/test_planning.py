@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, insert, select
 
-from fulfil import batching
+from fulfil import batching, settings
 from fulfil.domain.models import (
     AllocationDecision,
     Batch,
@@ -39,6 +39,18 @@ from fulfil.planning import jobs
 from fulfil.planning.load import load_batch
 from tests.conftest import Backend
 from tests.jobs_support import run_fulfil
+
+
+@pytest.fixture(autouse=True)
+def cascade(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """These tests check the rule cascade's hand-checkable decisions and the planning machinery around it;
+    the optimiser's plans are checked in test_optimiser.py."""
+    monkeypatch.setenv("FULFIL_PLANNER", "cascade")
+    settings.get.cache_clear()
+    yield
+    monkeypatch.delenv("FULFIL_PLANNER")
+    settings.get.cache_clear()
+
 
 # 02:00 UTC is 10:00 on the belt: early enough to make goods for today's 18:00 pickup
 CLOSE = dt.datetime(2026, 11, 23, 2, 0)
@@ -415,10 +427,10 @@ def test_a_failed_solve_fails_the_batch_and_releases_its_orders(
     eng = clean.engine
     bid, _ids = first_batch(eng, seed_belt(eng))
 
-    def broken(_: Any) -> Any:
+    def broken(*_: Any) -> Any:
         raise ValueError("solver exploded")
 
-    monkeypatch.setattr(jobs, "allocate", broken)
+    monkeypatch.setattr(jobs, "allocate_batch", broken)
     with pytest.raises(ValueError, match="solver exploded"):
         jobs.plan_batch(bid)
     with eng.connect() as c:

@@ -23,12 +23,12 @@ import time
 from sqlalchemy import Connection, select, text
 from sqlalchemy.orm import Session
 
-from fulfil import db
+from fulfil import db, settings
 from fulfil.domain.models import Batch, ExceptionItem, Order, SolverRun
 from fulfil.domain.states import BATCH, ORDER, BatchEvent, BatchState, OrderEvent, OrderState
 from fulfil.planning.load import load_batch
 from fulfil.planning.write import PlanSummary, write_plan
-from solvers.allocation import allocate
+from solvers.allocation import AllocationProblem, AllocationResult, allocate, solve
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def plan_session(session: Session, batch_id: int) -> PlanSummary | None:
     t0 = time.perf_counter()
     loaded = load_batch(session, batch_id)
     load_s = time.perf_counter() - t0
-    result = allocate(loaded.problem)
+    result = allocate_batch(loaded.problem, batch_id)
     t1 = time.perf_counter()
     summary = write_plan(
         session, loaded, result, started_at=started, parameters={"load_seconds": round(load_s, 3)}
@@ -96,6 +96,15 @@ def plan_session(session: Session, batch_id: int) -> PlanSummary | None:
         time.perf_counter() - t1,
     )
     return summary
+
+
+def allocate_batch(problem: AllocationProblem, batch_id: int) -> AllocationResult:
+    """The configured planner on one batch's problem; the optimiser's seed is the batch id, so planning the
+    same batch again from the same state gives the same plan."""
+    s = settings.get()
+    if s.planner == "cascade":
+        return allocate(problem)
+    return solve(problem, seconds=s.plan_seconds, seed=batch_id)
 
 
 def plan_batch(batch_id: int) -> None:

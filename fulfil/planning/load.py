@@ -55,7 +55,9 @@ BELT_UTC_OFFSET = dt.timedelta(hours=8)
 READY_MINUTE = 18 * 60  # local time at which a day's goods are ready for the evening pickup
 LEAD_MINUTES = 4 * 60  # the least time between a batch closing and that day's goods being ready
 LATE_DAYS = 3  # plan days after the last due day, where what fits nowhere on time goes late
-LATE_FEN_PER_UNIT_DAY = 500
+# a piece shipped a day late: platforms fine late shipment and mark the shop down (Douyin compensates the
+# buyer and counts it against the shop's score), so lateness costs more than most ways of making on time
+LATE_FEN_PER_UNIT_DAY = 20_000
 
 
 class PlanningError(RuntimeError):

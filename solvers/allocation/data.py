@@ -83,6 +83,9 @@ class AllocationProblem:
     first_day: int = 0  # the first plan day that may be used
     ready_minute: int = 18 * 60
     late_fen_per_unit_day: int = 500
+    # a piece that fits nowhere: above any way of serving it (a whole minimum lot included), so what can be
+    # made is made
+    unfilled_fen_per_unit: int = 1_000_000
 
     # --- lots planned earlier (by other batches) that may still grow: workshop × style × day ---------------
     # Their spare pieces (made but not yet taken) serve cells first; growing one needs no new minimum lot
@@ -238,6 +241,8 @@ class AllocationProblem:
             raise ProblemError("style_minutes_per_unit: every style needs positive minutes per unit")
         if self.late_fen_per_unit_day < 0:
             raise ProblemError("late_fen_per_unit_day: negative")
+        if self.unfilled_fen_per_unit < 0:
+            raise ProblemError("unfilled_fen_per_unit: negative")
         pairs = self.qual_workshop * max(self.n_styles, 1) + self.qual_style
         if np.unique(pairs).shape[0] != pairs.shape[0]:
             raise ProblemError("qual_workshop/qual_style: a workshop is qualified twice for one style")

@@ -457,6 +457,7 @@ class _Greedy:
             used_regular=p.regular_minutes - self.reg,
             used_overtime=p.overtime_minutes - self.ot,
             used_handling=p.warehouse_handling - self.handling,
+            unfilled_fen=int(unfilled[:, 1].sum()) * p.unfilled_fen_per_unit,
         )
 
 

@@ -7,7 +7,8 @@ when the style's minimum lot rounded it up, and that surplus goes to the owner's
 this solve added and what it had spare.
 
 Cost parts are integer fen and add up exactly: the objective is the sum of every allocation's goods (unit
-cost of what it made, or warehouse handling), overtime, changeover, shipping and lateness parts.
+cost of what it made, or warehouse handling), overtime, changeover, shipping and lateness parts, and the
+penalty of the unfilled pieces.
 """
 
 from __future__ import annotations
@@ -125,6 +126,13 @@ class AllocationResult:
     used_overtime: F64
     used_handling: I64  # [warehouse, day], order lines
 
+    # the penalty of the unfilled pieces (the problem's unfilled_fen_per_unit each)
+    unfilled_fen: int = 0
+    # a proven lower bound on the objective (None: the solver proves none, like the rule cascade)
+    bound_fen: float | None = None
+    stopped_by: str = ""  # what ended the search: "optimal", "time", "work"
+    seed: int = 0
+
     @property
     def n_allocations(self) -> int:
         return int(self.alloc_cell.shape[0])
@@ -136,11 +144,20 @@ class AllocationResult:
             "changeover_fen": int(self.alloc_changeover_fen.sum()),
             "shipping_fen": int(self.alloc_shipping_fen.sum()),
             "late_fen": int(self.alloc_late_fen.sum()),
+            "unfilled_fen": int(self.unfilled_fen),
         }
 
     @property
     def objective_fen(self) -> int:
         return sum(self.costs().values())
+
+    @property
+    def gap(self) -> float | None:
+        """(objective − bound) / objective: how far the plan can at most be from the best possible."""
+        if self.bound_fen is None:
+            return None
+        objective = self.objective_fen
+        return max(0.0, (objective - self.bound_fen) / objective) if objective > 0 else 0.0
 
     def cell_allocations(self, cell: int) -> list[Allocation]:
         """The pieces of one cell, in the order they were placed."""
@@ -189,6 +206,9 @@ class AllocationResult:
             "status": self.status,
             "seconds": round(self.seconds, 3),
             "objective_fen": self.objective_fen,
+            "bound_fen": None if self.bound_fen is None else round(self.bound_fen),
+            "gap": None if self.gap is None else round(self.gap, 6),
+            "stopped_by": self.stopped_by,
             **self.costs(),
             "pieces_placed": placed,
             "pieces_from_stock": stock,

@@ -1,0 +1,481 @@
+"""The allocation model as a sparse linear program: what may serve what, at what cost, under which capacity.
+
+Demand is aggregated exactly. Shipping is priced from the belt to the destination province, the same from
+every site of one belt, so cells that differ only in province cost the same whichever site serves them: they
+form one *SKU group* (SKU × owner × due day). Stock serves SKU groups; a workshop lot makes a style, so the
+SKU groups of one style, owner and due day form a *style group* that lots serve.
+
+Variables, in this order (each block is a slice of :class:`Model`):
+
+- ``pick``   a SKU group takes an owner's stock row, picked on a day (handling per line, shipping, lateness);
+- ``spare``  a style group takes the spare pieces of a lot planned earlier (lateness);
+- ``make``   a SKU group's pieces handed to its style group to be made (shipping);
+- ``unmet``  a SKU group's pieces that fit nowhere (the unfilled penalty);
+- ``arc``    a style group takes pieces of a lot (workshop × style × day) (lateness);
+- ``prod``   a lot's production, including a minimum lot's surplus (unit cost; minutes of capacity);
+- ``open``   a lot is made at all (changeover; 0/1, relaxed to [0, 1] in the LP);
+- ``extra``  overtime minutes of a workshop, process family and day (premium per minute).
+
+Picks happen at most :data:`PICK_EARLY` days before a group's due day (picking early gains nothing but
+handling room); lots may be made on any earlier plan day, because one minimum lot made early often serves a
+style's orders of several due days. At most :data:`LATE_DAYS` days after the due day, late; what fits
+nowhere by then is unfilled.
+
+Shipping is charged per piece served at its SKU group's average (its cells' lines at their provinces'
+cheapest price, over its pieces), so the model's objective and the plan's agree exactly.
+
+The LP relaxation (``open`` continuous) with the strong linking rows ``arc <= min(group, lot max) * open`` is
+the lower bound the solver reports.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+
+from solvers.allocation.data import F64, I64, AllocationProblem
+
+T = TypeVar("T", bound=np.generic)
+
+MAKE_EARLY = 31  # lots serve later due days from their surplus: making early is how one lot serves many
+PICK_EARLY = 1
+LATE_DAYS = 3  # the latest a group may be served: this many days after its due day
+
+
+@dataclass(frozen=True, eq=False)
+class Groups:
+    """Cells aggregated into SKU groups (g) and style groups (h)."""
+
+    cell_group: I64
+    g_sku: I64
+    g_owner: I64
+    g_due: I64
+    g_style: I64
+    g_quantity: I64
+    g_lines: I64
+    g_ship: F64  # shipping per piece: the group's cells' lines at their provinces' prices, over its pieces
+    g_h: I64
+    h_style: I64
+    h_owner: I64
+    h_due: I64
+    h_quantity: I64
+
+    @property
+    def n_g(self) -> int:
+        return int(self.g_sku.shape[0])
+
+    @property
+    def n_h(self) -> int:
+        return int(self.h_style.shape[0])
+
+
+def group_cells(p: AllocationProblem, served: np.ndarray | None = None) -> Groups:
+    """SKU groups and style groups of the cells (of the ``served`` cells only, when given)."""
+    cells = np.arange(p.n_cells) if served is None else np.flatnonzero(served)
+    due = p.due_day()[cells]
+    due_lo = int(due.min()) if due.size else 0
+    span = int(due.max()) - due_lo + 1 if due.size else 1
+    n_own = max(p.n_merchants, 1)
+    key = (p.cell_sku[cells] * n_own + p.cell_owner[cells]) * span + (due - due_lo)
+    g_key, inv = np.unique(key, return_inverse=True)
+    inv = inv.reshape(-1).astype(np.int64)
+    cell_group = np.full(p.n_cells, -1, np.int64)
+    cell_group[cells] = inv
+    n_g = g_key.shape[0]
+    g_due = g_key % span + due_lo
+    g_owner = (g_key // span) % n_own
+    g_sku = g_key // span // n_own
+    g_style = p.sku_style[g_sku]
+    g_q = np.bincount(inv, weights=p.cell_quantity[cells], minlength=n_g).astype(np.int64)
+    g_lines = np.bincount(inv, weights=p.cell_lines[cells], minlength=n_g).astype(np.int64)
+    price = np.maximum(p.province_shipping_fen[p.cell_province[cells]], 0)
+    g_ship = np.bincount(inv, weights=p.cell_lines[cells] * price, minlength=n_g) / np.maximum(g_q, 1)
+    h_key_of_g = (g_style * n_own + g_owner) * span + (g_due - due_lo)
+    h_key, g_h = np.unique(h_key_of_g, return_inverse=True)
+    g_h = g_h.reshape(-1).astype(np.int64)
+    return Groups(
+        cell_group=cell_group,
+        g_sku=g_sku,
+        g_owner=g_owner,
+        g_due=g_due,
+        g_style=g_style,
+        g_quantity=g_q,
+        g_lines=g_lines,
+        g_ship=g_ship,
+        g_h=g_h,
+        h_style=h_key // span // n_own,
+        h_owner=(h_key // span) % n_own,
+        h_due=h_key % span + due_lo,
+        h_quantity=np.bincount(g_h, weights=g_q, minlength=h_key.shape[0]).astype(np.int64),
+    )
+
+
+def _expand(counts: I64) -> tuple[I64, I64]:
+    """For items with ``counts[i]`` children each: the parent and the 0-based rank of every child."""
+    parent = np.repeat(np.arange(counts.shape[0], dtype=np.int64), counts)
+    first = np.cumsum(counts) - counts
+    return parent, np.arange(parent.shape[0], dtype=np.int64) - first[parent]
+
+
+def _window(due: I64, early: int, first: int, days: int) -> tuple[I64, I64]:
+    """The plan days a group due on ``due`` may be served on: ``early`` days before it to LATE_DAYS after."""
+    lo = np.clip(due - early, first, days - 1)
+    hi = np.clip(np.maximum(due, first) + LATE_DAYS, lo, days - 1)
+    return lo, hi
+
+
+@dataclass(frozen=True, eq=False)
+class Model:
+    """The LP/MIP of one allocation problem. Every array of a block is indexed by that block's items."""
+
+    groups: Groups
+    # pick: SKU group g takes stock row on day d
+    pick_g: I64
+    pick_row: I64
+    pick_day: I64
+    # spare: style group h takes the spare of open lot (problem index) on its day
+    spare_h: I64
+    spare_open: I64
+    # arc: style group h takes from lot k
+    arc_h: I64
+    arc_lot: I64
+    # lots: workshop × style × day
+    lot_workshop: I64
+    lot_style: I64
+    lot_family: I64
+    lot_day: I64
+    lot_unit_cost: I64
+    lot_min: I64
+    lot_max: I64
+    lot_changeover: I64
+    lot_open: I64  # index of the problem's open lot this lot grows, else -1
+    lot_resource: I64
+    # resources: workshop × family × day with minutes
+    res_workshop: I64
+    res_family: I64
+    res_day: I64
+    res_regular: F64
+    res_overtime: F64
+    res_premium: I64
+    # handling resources: warehouse × day
+    hand_warehouse: I64
+    hand_day: I64
+    # the LP
+    cost: F64
+    lb: F64
+    ub: F64
+    rows: sp.csr_matrix
+    row_lb: F64
+    row_ub: F64
+    # offsets of the variable blocks and of the row blocks
+    var_at: dict[str, tuple[int, int]]
+    row_at: dict[str, tuple[int, int]]
+
+    def integer(self) -> np.ndarray:
+        """Which variables are integral in the MIP: everything but overtime minutes."""
+        mask = np.ones(self.n_vars, np.bool_)
+        lo, hi = self.var_at["extra"]
+        mask[lo:hi] = False
+        return mask
+
+    def block(self, values: npt.NDArray[T], name: str) -> npt.NDArray[T]:
+        lo, hi = self.var_at[name]
+        return values[lo:hi]
+
+    def row_block(self, values: npt.NDArray[T], name: str) -> npt.NDArray[T]:
+        lo, hi = self.row_at[name]
+        return values[lo:hi]
+
+    @property
+    def n_vars(self) -> int:
+        return int(self.cost.shape[0])
+
+
+def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: bool = True) -> Model:
+    """The model of ``p``; ``strong`` adds the per-arc linking rows that tighten the bound."""
+    gr = group_cells(p) if groups is None else groups
+    days, first = p.days, p.first_day
+    late_fen = p.late_fen_per_unit_day
+    n_g, n_h = gr.n_g, gr.n_h
+
+    # --- pick: stock rows of the group's SKU that its owner may take, on each day of its window ----------
+    by_sku = np.argsort(p.stock_sku, kind="stable")
+    sku_start = np.searchsorted(p.stock_sku[by_sku], np.arange(p.n_skus + 1))
+    cnt = sku_start[gr.g_sku + 1] - sku_start[gr.g_sku]
+    g_of, rank = _expand(cnt)
+    row = by_sku[sku_start[gr.g_sku[g_of]] + rank]
+    row_owner, g_owner = p.stock_owner[row], gr.g_owner[g_of]
+    ok = (row_owner == g_owner) | (p.merchant_pools[row_owner] & p.merchant_pools[g_owner])
+    ok &= p.stock_available[row] > 0
+    g_of, row = g_of[ok], row[ok]
+    lo, hi = _window(gr.g_due[g_of], PICK_EARLY, first, days)
+    pair, off = _expand(hi - lo + 1)
+    pick_g, pick_row, pick_day = g_of[pair], row[pair], lo[pair] + off
+    wh = p.stock_warehouse[pick_row]
+    line_ratio = gr.g_lines / gr.g_quantity
+    pick_cost = (
+        p.warehouse_handling_fen[wh] * line_ratio[pick_g]
+        + gr.g_ship[pick_g]
+        + late_fen * np.maximum(pick_day - gr.g_due[pick_g], 0)
+    )
+
+    # --- lots: each qualification of a style that has demand, on each day some group's window reaches -----
+    by_style = np.argsort(p.qual_style, kind="stable")
+    q_start = np.searchsorted(p.qual_style[by_style], np.arange(p.n_styles + 1))
+    qcnt = q_start[gr.h_style + 1] - q_start[gr.h_style]
+    h_of, rank = _expand(qcnt)
+    qual = by_style[q_start[gr.h_style[h_of]] + rank]
+    lo, hi = _window(gr.h_due[h_of], MAKE_EARLY, first, days)
+    pair, off = _expand(hi - lo + 1)
+    arc_h, arc_qual, arc_day = h_of[pair], qual[pair], lo[pair] + off
+    lot_key_of_arc = arc_qual * days + arc_day
+    lot_key, arc_lot = np.unique(lot_key_of_arc, return_inverse=True)
+    arc_lot = arc_lot.reshape(-1).astype(np.int64)
+    lot_qual, lot_day = lot_key // days, lot_key % days
+    lot_w, lot_s = p.qual_workshop[lot_qual], p.qual_style[lot_qual]
+    lot_f = p.style_family[lot_s]
+    mpu = p.style_minutes_per_unit[lot_s]
+    minutes = p.regular_minutes[lot_w, lot_f, lot_day] + p.overtime_minutes[lot_w, lot_f, lot_day]
+    lot_max = np.floor(minutes / mpu + 1e-9).astype(np.int64)
+    lot_min = np.maximum(p.style_min_lot[lot_s], 1)
+    lot_change = p.style_changeover_fen[lot_s].copy()
+    # lots planned earlier: they grow without a minimum or a changeover
+    lot_open = np.full(lot_key.shape[0], -1, np.int64)
+    spare_h = np.empty(0, np.int64)
+    spare_open = np.empty(0, np.int64)
+    if p.open_lot_workshop.size:
+        n_s = max(p.n_styles, 1)
+        open_ws_key = (p.open_lot_workshop * n_s + p.open_lot_style) * days + p.open_lot_day
+        lot_ws_key = (lot_w * n_s + lot_s) * days + lot_day
+        order = np.argsort(open_ws_key)
+        at = np.searchsorted(open_ws_key[order], lot_ws_key)
+        at = np.minimum(at, order.shape[0] - 1)
+        hit = open_ws_key[order][at] == lot_ws_key
+        lot_open[hit] = order[at[hit]]
+        # spare pieces: arcs from the style groups of the open lot's style whose owner may take them
+        has_spare = np.flatnonzero(p.open_lot_spare > 0)
+        h_by_style = np.argsort(gr.h_style, kind="stable")
+        h_start = np.searchsorted(gr.h_style[h_by_style], np.arange(p.n_styles + 1))
+        o_style = p.open_lot_style[has_spare]
+        o_of, rank = _expand(h_start[o_style + 1] - h_start[o_style])
+        sh = h_by_style[h_start[o_style[o_of]] + rank]
+        so = has_spare[o_of]
+        own_h, own_o = gr.h_owner[sh], p.open_lot_owner[so]
+        qualified = np.isin(
+            p.open_lot_workshop[so] * n_s + p.open_lot_style[so], p.qual_workshop * n_s + p.qual_style
+        )
+        ok = ((own_h == own_o) | (p.merchant_pools[own_h] & p.merchant_pools[own_o])) & qualified
+        lo, hi = _window(gr.h_due[sh], MAKE_EARLY, first, days)
+        ok &= (p.open_lot_day[so] >= lo) & (p.open_lot_day[so] <= hi)
+        spare_h, spare_open = sh[ok], so[ok]
+    is_open = lot_open >= 0
+    lot_min = np.where(is_open, 0, lot_min)
+    lot_change = np.where(is_open, 0, lot_change)
+    # a new lot whose minimum does not fit the day's minutes can never be made
+    usable = is_open | (lot_max >= lot_min)
+    keep_arc = usable[arc_lot]
+    remap = np.cumsum(usable) - 1
+    arc_h, arc_day, arc_lot = arc_h[keep_arc], arc_day[keep_arc], remap[arc_lot[keep_arc]]
+    lot_w, lot_s, lot_f, lot_day = lot_w[usable], lot_s[usable], lot_f[usable], lot_day[usable]
+    lot_qual, mpu, lot_max = lot_qual[usable], mpu[usable], lot_max[usable]
+    lot_min, lot_change, lot_open = lot_min[usable], lot_change[usable], lot_open[usable]
+    n_lot = int(lot_w.shape[0])
+    arc_cost = late_fen * np.maximum(arc_day - gr.h_due[arc_h], 0).astype(np.float64)
+    spare_day = p.open_lot_day[spare_open]
+    spare_cost = late_fen * np.maximum(spare_day - gr.h_due[spare_h], 0).astype(np.float64)
+
+    # --- resources: minutes of a workshop × family × day that some lot uses -----------------------------
+    n_f = max(p.n_families, 1)
+    res_key_of_lot = (lot_w * n_f + lot_f) * days + lot_day
+    res_key, lot_res = np.unique(res_key_of_lot, return_inverse=True)
+    lot_res = lot_res.reshape(-1).astype(np.int64)
+    res_d = res_key % days
+    res_f = (res_key // days) % n_f
+    res_w = res_key // days // n_f
+    res_reg = p.regular_minutes[res_w, res_f, res_d].astype(np.float64)
+    res_ot = p.overtime_minutes[res_w, res_f, res_d].astype(np.float64)
+    res_prem = p.overtime_fen_per_minute[res_w, res_f, res_d].astype(np.int64)
+    n_res = int(res_key.shape[0])
+
+    # --- handling: warehouse × day that some pick uses ------------------------------------------------
+    hand_key_of_pick = wh * days + pick_day
+    hand_key, pick_hand = np.unique(hand_key_of_pick, return_inverse=True)
+    pick_hand = pick_hand.reshape(-1).astype(np.int64)
+    hand_w, hand_d = hand_key // days, hand_key % days
+    n_hand = int(hand_key.shape[0])
+
+    # --- variables ----------------------------------------------------------------------------------------
+    n_pick, n_spare, n_arc = pick_g.shape[0], spare_h.shape[0], arc_h.shape[0]
+    sizes = {
+        "pick": n_pick,
+        "spare": n_spare,
+        "make": n_g,
+        "unmet": n_g,
+        "arc": n_arc,
+        "prod": n_lot,
+        "open": n_lot,
+        "extra": n_res,
+    }
+    var_at: dict[str, tuple[int, int]] = {}
+    at = 0
+    for name, n in sizes.items():
+        var_at[name] = (at, at + n)
+        at += n
+    n_var = at
+    cost = np.zeros(n_var)
+    lb = np.zeros(n_var)
+    ub = np.full(n_var, np.inf)
+
+    def put(name: str, c: F64 | float, upper: F64 | float, lower: F64 | float = 0.0) -> None:
+        lo_, hi_ = var_at[name]
+        cost[lo_:hi_], ub[lo_:hi_], lb[lo_:hi_] = c, upper, lower
+
+    put("pick", pick_cost, p.stock_available[pick_row].astype(np.float64))
+    put("spare", spare_cost, p.open_lot_spare[spare_open].astype(np.float64))
+    put("make", gr.g_ship, gr.g_quantity.astype(np.float64))
+    put("unmet", float(p.unfilled_fen_per_unit), gr.g_quantity.astype(np.float64))
+    put("arc", arc_cost, np.minimum(gr.h_quantity[arc_h], lot_max[arc_lot]).astype(np.float64))
+    put("prod", p.qual_unit_cost_fen[lot_qual].astype(np.float64), lot_max.astype(np.float64))
+    put("open", lot_change.astype(np.float64), 1.0, np.where(lot_open >= 0, 1.0, 0.0))
+    put("extra", res_prem.astype(np.float64), res_ot)
+
+    # --- rows ---------------------------------------------------------------------------------------------
+    r_i: list[I64] = []
+    r_j: list[I64] = []
+    r_v: list[F64] = []
+    r_lb: list[F64] = []
+    r_ub: list[F64] = []
+    row_at: dict[str, tuple[int, int]] = {}
+    n_rows = 0
+
+    def v(name: str, idx: I64 | None = None) -> I64:
+        lo_, hi_ = var_at[name]
+        return np.arange(lo_, hi_, dtype=np.int64) if idx is None else lo_ + idx
+
+    def rows(
+        name: str, n: int, lower: F64 | float, upper: F64 | float, terms: list[tuple[I64, I64, F64 | float]]
+    ) -> None:
+        nonlocal n_rows
+        for r, c, val in terms:
+            r_i.append(n_rows + r)
+            r_j.append(c)
+            r_v.append(np.broadcast_to(np.asarray(val, np.float64), r.shape).astype(np.float64))
+        r_lb.append(np.broadcast_to(np.asarray(lower, np.float64), (n,)).astype(np.float64))
+        r_ub.append(np.broadcast_to(np.asarray(upper, np.float64), (n,)).astype(np.float64))
+        row_at[name] = (n_rows, n_rows + n)
+        n_rows += n
+
+    g_idx = np.arange(n_g, dtype=np.int64)
+    lot_idx = np.arange(n_lot, dtype=np.int64)
+    qg = gr.g_quantity.astype(np.float64)
+    # every SKU group's pieces are picked, made or unmet
+    rows("group", n_g, qg, qg, [(pick_g, v("pick"), 1.0), (g_idx, v("make"), 1.0), (g_idx, v("unmet"), 1.0)])
+    # what a style group's SKU groups hand over to be made, its lots and earlier spares give
+    rows(
+        "style",
+        n_h,
+        0.0,
+        0.0,
+        [(gr.g_h, v("make"), 1.0), (arc_h, v("arc"), -1.0), (spare_h, v("spare"), -1.0)],
+    )
+    # a lot gives no more than it makes
+    rows("lot", n_lot, -np.inf, 0.0, [(arc_lot, v("arc"), 1.0), (lot_idx, v("prod"), -1.0)])
+    # a lot is made in 0 or at least its minimum, at most what the day's minutes allow
+    rows(
+        "lot_max",
+        n_lot,
+        -np.inf,
+        0.0,
+        [(lot_idx, v("prod"), 1.0), (lot_idx, v("open"), -lot_max.astype(np.float64))],
+    )
+    rows(
+        "lot_min",
+        n_lot,
+        0.0,
+        np.inf,
+        [(lot_idx, v("prod"), 1.0), (lot_idx, v("open"), -lot_min.astype(np.float64))],
+    )
+    # minutes: regular, then overtime at a premium
+    rows(
+        "minutes",
+        n_res,
+        -np.inf,
+        res_reg,
+        [(lot_res, v("prod"), mpu), (np.arange(n_res, dtype=np.int64), v("extra"), -1.0)],
+    )
+    # each stock row gives no more than it holds (across days)
+    stock_rows, pick_stock = np.unique(pick_row, return_inverse=True)
+    pick_stock = pick_stock.reshape(-1).astype(np.int64)
+    rows(
+        "stock",
+        stock_rows.shape[0],
+        -np.inf,
+        p.stock_available[stock_rows].astype(np.float64),
+        [(pick_stock, v("pick"), 1.0)],
+    )
+    # handling lines of a warehouse on a day
+    rows(
+        "handling",
+        n_hand,
+        -np.inf,
+        p.warehouse_handling[hand_w, hand_d].astype(np.float64),
+        [(pick_hand, v("pick"), line_ratio[pick_g])],
+    )
+    # spare pieces of each earlier lot
+    spare_lots, spare_of = np.unique(spare_open, return_inverse=True)
+    spare_of = spare_of.reshape(-1).astype(np.int64)
+    rows(
+        "spare",
+        spare_lots.shape[0],
+        -np.inf,
+        p.open_lot_spare[spare_lots].astype(np.float64),
+        [(spare_of, v("spare"), 1.0)],
+    )
+    if strong:
+        arc_idx = np.arange(n_arc, dtype=np.int64)
+        cap = np.minimum(gr.h_quantity[arc_h], lot_max[arc_lot]).astype(np.float64)
+        rows("link", n_arc, -np.inf, 0.0, [(arc_idx, v("arc"), 1.0), (arc_idx, v("open", arc_lot), -cap)])
+
+    matrix = sp.csr_matrix(
+        (np.concatenate(r_v), (np.concatenate(r_i), np.concatenate(r_j))), shape=(n_rows, n_var)
+    )
+    return Model(
+        groups=gr,
+        pick_g=pick_g,
+        pick_row=pick_row,
+        pick_day=pick_day,
+        spare_h=spare_h,
+        spare_open=spare_open,
+        arc_h=arc_h,
+        arc_lot=arc_lot,
+        lot_workshop=lot_w,
+        lot_style=lot_s,
+        lot_family=lot_f,
+        lot_day=lot_day,
+        lot_unit_cost=p.qual_unit_cost_fen[lot_qual].astype(np.int64),
+        lot_min=lot_min,
+        lot_max=lot_max,
+        lot_changeover=lot_change,
+        lot_open=lot_open,
+        lot_resource=lot_res,
+        res_workshop=res_w,
+        res_family=res_f,
+        res_day=res_d,
+        res_regular=res_reg,
+        res_overtime=res_ot,
+        res_premium=res_prem,
+        hand_warehouse=hand_w,
+        hand_day=hand_d,
+        cost=cost,
+        lb=lb,
+        ub=ub,
+        rows=matrix,
+        row_lb=np.concatenate(r_lb),
+        row_ub=np.concatenate(r_ub),
+        var_at=var_at,
+        row_at=row_at,
+    )

@@ -1,0 +1,158 @@
+"""The allocation optimiser: model → MIP or LP-and-round → integral plan → cell allocations, with a bound.
+
+- A problem whose model has at most ``mip_vars`` variables is first solved as a MIP (OR-Tools' bundled
+  HiGHS) with most of the time: if HiGHS proves optimality, that is the plan and its bound.
+- Otherwise the LP relaxation is solved (its optimum is a bound), every lot the LP does not touch is closed,
+  and the MIP is solved over the lots left — a much smaller decision.
+- Every engine's plan is checked against the model's rows; the rule cascade's plan is always a candidate, so
+  every run ends with a feasible plan no worse than the cascade's, and the best candidate is returned with
+  the best proven bound.
+
+Deterministic for a seed while the time limit does not bind: HiGHS runs on one thread with the seed.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+
+import numpy as np
+from ortools.linear_solver.python import model_builder_helper as mbh
+
+from solvers.allocation.data import F64, AllocationProblem
+from solvers.allocation.greedy import allocate
+from solvers.allocation.lp import LpError, fill, solve_lp
+from solvers.allocation.model import Model, build_model, group_cells
+from solvers.allocation.plan import to_result
+from solvers.allocation.result import AllocationResult
+
+_TOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Engine:
+    """What a MIP run returned: values (None if none), its proven bound and whether it proved optimality."""
+
+    values: F64 | None
+    bound: float
+    optimal: bool
+
+
+def _mip(model: Model, *, lb: F64, ub: F64, seconds: float, seed: int) -> Engine:
+    helper = mbh.ModelBuilderHelper()
+    fill(helper, model, lb, ub)
+    for j in np.flatnonzero(model.integer() & (ub > lb)).tolist():
+        helper.set_var_integrality(j, True)
+    engine = mbh.ModelSolverHelper("highs")
+    engine.set_time_limit_in_seconds(max(seconds, 0.1))
+    engine.set_solver_specific_parameters(
+        f"random_seed={seed % 2**31}\nthreads=1\nmip_rel_gap=1e-6\noutput_flag=false\nlog_to_console=false"
+    )
+    engine.solve(helper)
+    status = engine.status()
+    has = engine.has_solution() and status in (mbh.SolveStatus.OPTIMAL, mbh.SolveStatus.FEASIBLE)
+    values = np.asarray(engine.variable_values(), dtype=np.float64) if has else None
+    bound = float(engine.best_objective_bound()) if has or status == mbh.SolveStatus.OPTIMAL else -np.inf
+    return Engine(values, bound, status == mbh.SolveStatus.OPTIMAL)
+
+
+def feasible(model: Model, values: F64, tol: float = 1e-5) -> bool:
+    """Whether ``values`` meet every bound and row of ``model`` and are integral where they must be."""
+    if np.any(values < model.lb - tol) or np.any(values > model.ub + tol):
+        return False
+    ints = values[model.integer()]
+    if np.any(np.abs(ints - np.round(ints)) > tol):
+        return False
+    activity = model.rows @ values
+    scale = 1.0 + np.abs(activity)
+    return bool(
+        np.all(activity >= model.row_lb - tol * scale) and np.all(activity <= model.row_ub + tol * scale)
+    )
+
+
+def _round(model: Model, values: F64) -> F64:
+    out = values.copy()
+    mask = model.integer()
+    out[mask] = np.round(out[mask])
+    return out
+
+
+def _fix_lots(model: Model, lp: F64) -> tuple[F64, F64]:
+    """Bounds that close every lot the LP does not use at all; the MIP then chooses among the rest."""
+    lb, ub = model.lb.copy(), model.ub.copy()
+    open_ = model.block(lp, "open")
+    chosen = (open_ > _TOL) | (model.lot_open >= 0)
+    lo, hi = model.var_at["open"]
+    ub[lo:hi] = np.where(chosen, ub[lo:hi], 0.0)
+    # closed lots make nothing and take no arcs
+    plo, phi = model.var_at["prod"]
+    ub[plo:phi] = np.where(chosen, ub[plo:phi], 0.0)
+    alo, ahi = model.var_at["arc"]
+    ub[alo:ahi] = np.where(chosen[model.arc_lot], ub[alo:ahi], 0.0)
+    return lb, ub
+
+
+def solve(
+    problem: AllocationProblem,
+    *,
+    seconds: float = 60.0,
+    seed: int = 0,
+    mip_vars: int = 60_000,
+) -> AllocationResult:
+    """Allocate ``problem`` optimally or near it, with a proven lower bound (see the module docstring)."""
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    served = problem.province_shipping_fen[problem.cell_province] >= 0
+    model = build_model(problem, group_cells(problem, served))
+    # cells no courier serves are unfilled in every plan: their penalty is part of every objective
+    constant = float(problem.cell_quantity[~served].sum()) * problem.unfilled_fen_per_unit
+
+    def left() -> float:
+        return deadline - time.perf_counter()
+
+    bound = -np.inf
+    candidates: list[AllocationResult] = []
+    optimal = False
+    if model.n_vars <= mip_vars:
+        run = _mip(model, lb=model.lb, ub=model.ub, seconds=left() * 0.6, seed=seed)
+        bound, optimal = run.bound, run.optimal
+        candidates += _plans(problem, model, run.values, "mip", seed)
+    if not optimal and left() > 0:
+        try:
+            lp = solve_lp(model, seconds=max(left(), 0.1), solver="highs_lp")
+        except LpError:
+            lp = None
+        if lp is not None:
+            bound = max(bound, lp.objective)
+            lb, ub = _fix_lots(model, lp.values)
+            run = _mip(model, lb=lb, ub=ub, seconds=left(), seed=seed)
+            candidates += _plans(problem, model, run.values, "lp-support", seed)
+    cascade = allocate(problem)
+    candidates.append(replace(cascade, solver="optimiser/cascade"))
+    best = min(candidates, key=lambda r: r.objective_fen)
+    proven: float | None = None
+    if np.isfinite(bound):
+        # allocation costs are rounded to whole fen, each by at most half a fen
+        allowance = 0.5 * (best.n_allocations + best.lot_workshop.shape[0])
+        proven = min(bound + constant - allowance, float(best.objective_fen))
+    stopped = "optimal" if optimal else "time" if left() <= 0 else "work"
+    return _with_bound(best, proven, stopped, seed, time.perf_counter() - t0)
+
+
+def _plans(
+    problem: AllocationProblem, model: Model, values: F64 | None, method: str, seed: int
+) -> list[AllocationResult]:
+    """The plan of an engine's solution, if it gave one that meets every row."""
+    if values is None:
+        return []
+    values = _round(model, values)
+    if not feasible(model, values):
+        return []
+    return [to_result(problem, model, values, solver=f"optimiser/{method}", seed=seed)]
+
+
+def _with_bound(
+    result: AllocationResult, bound: float | None, stopped: str, seed: int, seconds: float
+) -> AllocationResult:
+    b = None if bound is None or not np.isfinite(bound) else float(bound)
+    return replace(result, bound_fen=b, stopped_by=stopped, seed=seed, seconds=seconds)
