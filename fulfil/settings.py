@@ -39,6 +39,7 @@ class Settings:
     admin_token: str | None = None  # FULFIL_ADMIN_TOKEN: the bearer token of the admin API; None disables it
     planner: str = "optimiser"  # FULFIL_PLANNER: "optimiser" (bound and gap) or "cascade" (the rule cascade)
     plan_seconds: float = 20.0  # FULFIL_PLAN_SECONDS: the optimiser's time limit per batch
+    plan_seed: int = 0  # FULFIL_PLAN_SEED: the optimiser's seed (the same for every batch)
 
     @property
     def embedded_database(self) -> bool:
@@ -102,7 +103,20 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         plan_seconds = -1.0
     if not 0 < plan_seconds <= 3600:
         raise SettingsError(f"FULFIL_PLAN_SECONDS: {raw_seconds!r} is not a number of seconds in (0, 3600]")
-    return Settings(data_dir, database_url, redis_url, pii_key, log_level, admin_token, planner, plan_seconds)
+    raw_seed = env.get("FULFIL_PLAN_SEED", "0")
+    if not raw_seed.isdigit() or int(raw_seed) >= 2**31:
+        raise SettingsError(f"FULFIL_PLAN_SEED: {raw_seed!r} is not a whole number in [0, 2^31)")
+    return Settings(
+        data_dir,
+        database_url,
+        redis_url,
+        pii_key,
+        log_level,
+        admin_token,
+        planner,
+        plan_seconds,
+        int(raw_seed),
+    )
 
 
 PLANNERS = ("optimiser", "cascade")

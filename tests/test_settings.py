@@ -45,6 +45,10 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         ({"DATABASE_URL": "postgresql://u@h/db", "FULFIL_PII_KEY": "!!!"}, "FULFIL_PII_KEY"),
         ({"REDIS_URL": "http://h:6379"}, "REDIS_URL"),
         ({"FULFIL_LOG_LEVEL": "LOUD"}, "FULFIL_LOG_LEVEL"),
+        ({"FULFIL_PLANNER": "fastest"}, "FULFIL_PLANNER"),
+        ({"FULFIL_PLAN_SECONDS": "0"}, "FULFIL_PLAN_SECONDS"),
+        ({"FULFIL_PLAN_SEED": "-1"}, "FULFIL_PLAN_SEED"),
+        ({"FULFIL_PLAN_SEED": "seven"}, "FULFIL_PLAN_SEED"),
     ],
 )
 def test_a_bad_setting_names_its_variable(tmp_path: Path, env: dict[str, str], variable: str) -> None:

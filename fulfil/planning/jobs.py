@@ -76,7 +76,7 @@ def plan_session(session: Session, batch_id: int) -> PlanSummary | None:
     t0 = time.perf_counter()
     loaded = load_batch(session, batch_id)
     load_s = time.perf_counter() - t0
-    result = allocate_batch(loaded.problem, batch_id)
+    result = allocate_batch(loaded.problem)
     t1 = time.perf_counter()
     summary = write_plan(
         session, loaded, result, started_at=started, parameters={"load_seconds": round(load_s, 3)}
@@ -98,13 +98,14 @@ def plan_session(session: Session, batch_id: int) -> PlanSummary | None:
     return summary
 
 
-def allocate_batch(problem: AllocationProblem, batch_id: int) -> AllocationResult:
-    """The configured planner on one batch's problem; the optimiser's seed is the batch id, so planning the
-    same batch again from the same state gives the same plan."""
+def allocate_batch(problem: AllocationProblem) -> AllocationResult:
+    """The configured planner on one batch's problem. The seed is a setting, not the batch id: ids come from
+    sequences that a cleared database does not reset, and the same orders on the same belt state must plan
+    the same way."""
     s = settings.get()
     if s.planner == "cascade":
         return allocate(problem)
-    return solve(problem, seconds=s.plan_seconds, seed=batch_id)
+    return solve(problem, seconds=s.plan_seconds, seed=s.plan_seed)
 
 
 def plan_batch(batch_id: int) -> None:
