@@ -22,6 +22,7 @@ _COMMAND_MODULES = [
     "fulfil.cli.generate",
     "fulfil.cli.intake",
     "fulfil.cli.simulate",
+    "fulfil.cli.bench_standard",
 ]
 
 

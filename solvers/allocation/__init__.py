@@ -3,8 +3,11 @@
 Pure: numpy arrays and frozen dataclasses in, a result out; no database, no clock but the solve's own timing.
 """
 
+from solvers.allocation.core import CoreInfeasible, CoreProblem, CoreResult, check_feasible
+from solvers.allocation.core_solve import solve_core
 from solvers.allocation.data import AllocationProblem, ProblemError
 from solvers.allocation.greedy import allocate
+from solvers.allocation.orlib import read_cflp, read_gap
 from solvers.allocation.result import (
     UNFILLED_TEXT,
     WHY_TEXT,
@@ -14,6 +17,7 @@ from solvers.allocation.result import (
     Unfilled,
     Why,
 )
+from solvers.allocation.solve import solve
 
 __all__ = [
     "UNFILLED_TEXT",
@@ -21,9 +25,17 @@ __all__ = [
     "Allocation",
     "AllocationProblem",
     "AllocationResult",
+    "CoreInfeasible",
+    "CoreProblem",
+    "CoreResult",
     "ProblemError",
     "SiteKind",
     "Unfilled",
     "Why",
     "allocate",
+    "check_feasible",
+    "read_cflp",
+    "read_gap",
+    "solve",
+    "solve_core",
 ]
