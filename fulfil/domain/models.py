@@ -355,6 +355,30 @@ class SolverRun(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
+class PlanShard(Base):
+    """One independent shard of a large batch, solved by whichever worker took it; the merge reads them all.
+
+    ``result`` holds the shard's plan as the solver returned it (an ``.npz`` of its arrays), so a shard solved
+    once is never solved again, and a worker that dies loses only its own shard.
+    """
+
+    __tablename__ = "plan_shards"
+    __table_args__ = (UniqueConstraint("batch_id", "shard"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    shard: Mapped[int] = mapped_column(Integer)  # 0-based, of ``shards``
+    shards: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16))  # pending, solved, failed
+    seed: Mapped[int] = mapped_column(BigInteger)
+    objective: Mapped[float | None] = mapped_column(Float)
+    bound: Mapped[float | None] = mapped_column(Float)
+    seconds: Mapped[float | None] = mapped_column(Float)
+    result: Mapped[bytes | None] = mapped_column(LargeBinary)
+    message: Mapped[str | None] = mapped_column(String(512))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    solved_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
 class WorkOrder(Base):
     """A lot of one style for one workshop on one day; surplus above the orders goes to the owner's stock."""
 
@@ -604,6 +628,7 @@ __all__ = [
     "Parcel",
     "Pickup",
     "PickupParcel",
+    "PlanShard",
     "Platform",
     "PlatformApp",
     "PlatformShop",
