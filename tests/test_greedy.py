@@ -353,6 +353,14 @@ def test_bad_input_names_the_array() -> None:
         problem(regular_minutes=np.zeros((2, 1, 2)))
     with pytest.raises(ProblemError, match="cell_quantity"):
         problem(cell_quantity=[0], cell_lines=[0])
+    short = np.full((2, 1, 3), 100.0)
+    short[1, 0, 2] = -5
+    with pytest.raises(
+        ProblemError, match=r"^regular_minutes: negative value -5.0 at workshop 1, family 0, day 2$"
+    ):
+        problem(regular_minutes=short)
+    with pytest.raises(ProblemError, match=r"^style_min_lot: negative value -1 at style 0$"):
+        problem(style_min_lot=[-1])
 
 
 def random_problem(seed: int, cells: int = 60) -> AllocationProblem:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -36,7 +37,7 @@ from fulfil.domain.models import (
 )
 from fulfil.domain.states import BatchState, OrderState, WorkOrderState
 from fulfil.planning import jobs
-from fulfil.planning.load import load_batch
+from fulfil.planning.load import PlanningError, load_batch
 from tests.conftest import Backend
 from tests.jobs_support import run_fulfil
 
@@ -419,6 +420,26 @@ def test_an_order_to_a_province_no_courier_serves_is_an_exception(clean: Backend
             == "no courier price to the destination province"
         )
         assert c.execute(select(Stock.reserved)).scalar_one() == 0
+
+
+def test_a_minimum_lot_no_workshop_could_make_fails_the_batch_naming_the_style(clean: Backend) -> None:
+    eng = clean.engine
+    belt = seed_belt(eng)
+    # 400 pieces at 2 minutes: 800 minutes, and the longest qualified day is W2's 480 + 120
+    with eng.begin() as c:
+        c.execute(Style.__table__.update().where(Style.id == belt.style["S1"]).values(min_lot=400))
+    bid, _ids = add_batch(eng, belt, [(paid(0), [("K1a", 3)]), (paid(1), [("K2", 1)])])
+    message = (
+        f"style {belt.style['S1']} (S1): its minimum lot needs 800 minutes in one day, "
+        "and the longest day of any qualified workshop has 600"
+    )
+    with pytest.raises(PlanningError, match=re.escape(message) + "$"):
+        jobs.plan_batch(bid)
+    with eng.connect() as c:
+        assert c.execute(select(Batch.status).where(Batch.id == bid)).scalar_one() == BatchState.FAILED
+        assert set(c.execute(select(Order.status, Order.batch_id)).all()) == {(OrderState.PAID, None)}
+        failed = select(ExceptionItem.reason).where(ExceptionItem.kind == "plan_failed")
+        assert message in c.execute(failed).scalar_one()
 
 
 def test_a_failed_solve_fails_the_batch_and_releases_its_orders(

@@ -272,6 +272,8 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
     if cw.size:
         at = (_index(workshop_ids, cw, "workshop"), _index(family_ids, cf, "process family"), _days(cd, day0))
         regular[at], overtime[at], premium[at] = creg, cot, cprem
+    # the calendar's longest day per workshop and family, before earlier plans take their share
+    calendar_day = (regular + overtime).max(axis=2, initial=0.0)
     uw, ud, uf, ureg, uot = _columns(
         session,
         select(
@@ -320,6 +322,17 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         .join(Workshop, Workshop.id == Qualification.workshop_id)
         .where(Workshop.active),
         [np.int64, np.int64, np.int64],
+    )
+    q_workshop, q_style = _index(workshop_ids, qw, "workshop"), _index(style_ids, qs, "style")
+    _check_lots_fit(
+        session,
+        style_ids,
+        np.unique(sku_style[cell_sku]),
+        st_min_lot * st_mpu,
+        style_family,
+        calendar_day,
+        q_workshop,
+        q_style,
     )
     sw, so, ss, savail = _columns(
         session,
@@ -392,8 +405,8 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         regular_minutes=regular,
         overtime_minutes=overtime,
         overtime_fen_per_minute=premium,
-        qual_workshop=_index(workshop_ids, qw, "workshop"),
-        qual_style=_index(style_ids, qs, "style"),
+        qual_workshop=q_workshop,
+        qual_style=q_style,
         qual_unit_cost_fen=qcost,
         warehouse_lon=h_lon,
         warehouse_lat=h_lat,
@@ -440,6 +453,40 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         price_first_weight_g=price_first_w,
         price_first_fen=price_first,
         price_additional_fen_per_kg=price_add,
+    )
+
+
+def _check_lots_fit(
+    session: Session,
+    style_ids: I64,
+    ordered: I64,
+    lot_minutes: npt.NDArray[np.float64],
+    style_family: I64,
+    calendar_day: npt.NDArray[np.float64],
+    q_workshop: I64,
+    q_style: I64,
+) -> None:
+    """Refuse a batch that orders a style whose minimum lot no qualified workshop could make in one day.
+
+    That is a master-data error (a mistyped minimum lot or minutes per piece), not a busy belt: the check uses
+    the calendar's capacity, before earlier plans take their share, and only workshops whose calendar has the
+    style's family at all. The style is named so an operator can correct it.
+    """
+    fits = np.zeros(style_ids.shape[0], np.bool_)
+    calendared = np.zeros(style_ids.shape[0], np.bool_)
+    day = calendar_day[q_workshop, style_family[q_style]]
+    np.logical_or.at(calendared, q_style, day > 0)
+    np.logical_or.at(fits, q_style, day >= lot_minutes[q_style])
+    bad = ordered[calendared[ordered] & ~fits[ordered]]
+    if bad.size == 0:
+        return
+    s = int(bad[0])
+    code = session.execute(select(Style.code).where(Style.id == int(style_ids[s]))).scalar_one()
+    longest = float(day[q_style == s].max())
+    more = f" (and {bad.size - 1} more styles)" if bad.size > 1 else ""
+    raise PlanningError(
+        f"style {int(style_ids[s])} ({code}): its minimum lot needs {lot_minutes[s]:g} minutes in one day, "
+        f"and the longest day of any qualified workshop has {longest:g}{more}"
     )
 
 

@@ -24,6 +24,18 @@ B = npt.NDArray[np.bool_]
 
 MINUTES_PER_DAY = 1440
 
+# what each axis of a multi-dimensional array indexes, for errors that name the record at fault
+_CAPACITY_AXES = ("workshop", "family", "day")
+_AXES: dict[str, tuple[str, ...]] = {
+    "regular_minutes": _CAPACITY_AXES,
+    "overtime_minutes": _CAPACITY_AXES,
+    "overtime_fen_per_minute": _CAPACITY_AXES,
+    "warehouse_handling": ("warehouse", "day"),
+    "qual_unit_cost_fen": ("qualification",),
+    "stock_available": ("stock row",),
+    "open_lot_spare": ("open lot",),
+}
+
 
 class ProblemError(ValueError):
     """The problem's arrays are inconsistent; the message names the array at fault."""
@@ -236,7 +248,10 @@ class AllocationProblem:
         for name in nonneg:
             a = getattr(self, name)
             if a.size and a.min() < 0:
-                raise ProblemError(f"{name}: negative value {a.min()}")
+                at = np.unravel_index(int(a.argmin()), a.shape)
+                axes = _AXES.get(name, (name.split("_")[0],))
+                where = ", ".join(f"{axis} {int(i)}" for axis, i in zip(axes, at, strict=True))
+                raise ProblemError(f"{name}: negative value {a.min()} at {where}")
         if self.style_minutes_per_unit.size and not np.all(self.style_minutes_per_unit > 0):
             raise ProblemError("style_minutes_per_unit: every style needs positive minutes per unit")
         if self.late_fen_per_unit_day < 0:
