@@ -23,6 +23,7 @@ _COMMAND_MODULES = [
     "fulfil.cli.intake",
     "fulfil.cli.simulate",
     "fulfil.cli.bench_standard",
+    "fulfil.cli.bench_belt",
 ]
 
 

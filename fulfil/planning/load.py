@@ -26,6 +26,7 @@ import numpy.typing as npt
 from sqlalchemy import Executable, func, select
 from sqlalchemy.orm import Session
 
+from fulfil.dbcolumns import read_columns
 from fulfil.domain.models import (
     AllocationDecision,
     Batch,
@@ -104,11 +105,8 @@ class LoadedBatch:
 
 
 def _columns(session: Session, stmt: Executable, dtypes: list[Any]) -> list[npt.NDArray[Any]]:
-    # Core execution on the session's connection: plain rows, without the ORM's per-row loading machinery
-    rows = session.connection().execute(stmt).all()
-    if not rows:
-        return [np.empty(0, dtype=d) for d in dtypes]
-    return [np.array(col, dtype=d) for col, d in zip(zip(*rows, strict=True), dtypes, strict=True)]
+    # binary COPY on PostgreSQL: a day's order lines arrive without a Python object per value
+    return read_columns(session, stmt, dtypes)
 
 
 def _index(ids: I64, values: I64, what: str) -> I64:

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from fulfil.dbcolumns import Categorical, write_columns
 from fulfil.domain.models import (
     AllocationDecision,
     Batch,
@@ -272,31 +273,36 @@ def write_plan(
 
     # --- allocation decisions -----------------------------------------------------------------------------
     made = k_kind == SolverSite.WORKSHOP
-    why_text = {int(w): WHY_TEXT[w] for w in Why}
-    reasons = [
-        why_text[int(w)] + ("; late: no capacity before ship-by" if late else "")
-        for w, late in zip(r.alloc_why[ai].tolist(), k_late.tolist(), strict=True)
+    # reasons are few (why × late): written as codes into their labels, no Python per decision
+    why_late = r.alloc_why[ai].astype(np.int64) * 2 + k_late.astype(np.int64)
+    reason_labels = [
+        WHY_TEXT[Why(code // 2)] + ("; late: no capacity before ship-by" if code % 2 else "")
+        for code in range(2 * (max(int(w) for w in Why) + 1))
     ]
-    days = [loaded.day0 + dt.timedelta(days=d) for d in range(p.days)]
-    n_decisions = bulk_insert(
-        session,
-        cast(Table, AllocationDecision.__table__),
-        {
-            "solver_run_id": [run_id] * k_qty.shape[0],
-            "order_line_id": loaded.line_id[k_line].tolist(),
-            "source": [SiteKind.WORKSHOP.value if m else SiteKind.WAREHOUSE.value for m in made.tolist()],
-            "workshop_id": _ids_where(made, loaded.workshop_ids, k_site),
-            "warehouse_id": _ids_where(~made, loaded.warehouse_ids, k_site),
-            "stock_owner_id": _ids_where(~made, loaded.merchant_ids, k_owner),
-            "work_order_id": _ids_where(made, wo_ids, k_lot),
-            "day": [days[d] for d in k_day.tolist()],
-            "quantity": k_qty.tolist(),
-            "goods_fen": k_goods.tolist(),
-            "overtime_fen": k_overtime.tolist(),
-            "shipping_fen": k_shipping.tolist(),
-            "late": k_late.tolist(),
-            "reason": reasons,
-        },
+    day0 = np.datetime64(loaded.day0, "D")
+    n_decisions = (
+        0
+        if k_qty.size == 0
+        else write_columns(
+            session,
+            cast(Table, AllocationDecision.__table__),
+            {
+                "solver_run_id": np.full(k_qty.shape[0], run_id, np.int64),
+                "order_line_id": loaded.line_id[k_line],
+                "source": _site_kind(made),
+                "workshop_id": _masked_ids(made, loaded.workshop_ids, k_site),
+                "warehouse_id": _masked_ids(~made, loaded.warehouse_ids, k_site),
+                "stock_owner_id": _masked_ids(~made, loaded.merchant_ids, k_owner),
+                "work_order_id": _masked_ids(made, wo_ids, k_lot),
+                "day": day0 + k_day,
+                "quantity": k_qty,
+                "goods_fen": k_goods,
+                "overtime_fen": k_overtime,
+                "shipping_fen": k_shipping,
+                "late": k_late.astype(np.bool_),
+                "reason": Categorical(why_late, reason_labels),
+            },
+        )
     )
 
     # --- stock reservations (the check constraint keeps reserved within on hand) ---------------------------
@@ -330,23 +336,25 @@ def write_plan(
 
     # --- parcels ------------------------------------------------------------------------------------------
     par_made = par_kind == SolverSite.WORKSHOP
-    n_parcel_rows = bulk_insert(
-        session,
-        cast(Table, Parcel.__table__),
-        {
-            "order_id": loaded.order_ids[par_order_pos].tolist(),
-            "batch_id": [b] * n_parcels,
-            "site_kind": [
-                SiteKind.WORKSHOP.value if m else SiteKind.WAREHOUSE.value for m in par_made.tolist()
-            ],
-            "workshop_id": _ids_where(par_made, loaded.workshop_ids, par_site),
-            "warehouse_id": _ids_where(~par_made, loaded.warehouse_ids, par_site),
-            "status": [ParcelState.PLANNED.value] * n_parcels,
-            "weight_g": par_weight.tolist(),
-            "ready_on": [days[d] for d in par_day.tolist()],
-            "courier_id": loaded.courier_ids[par_courier].tolist() if n_parcels else [],
-            "shipping_fen": par_price.tolist(),
-        },
+    n_parcel_rows = (
+        write_columns(
+            session,
+            cast(Table, Parcel.__table__),
+            {
+                "order_id": loaded.order_ids[par_order_pos],
+                "batch_id": np.full(n_parcels, b, np.int64),
+                "site_kind": _site_kind(par_made),
+                "workshop_id": _masked_ids(par_made, loaded.workshop_ids, par_site),
+                "warehouse_id": _masked_ids(~par_made, loaded.warehouse_ids, par_site),
+                "status": Categorical(np.zeros(n_parcels, np.int64), [ParcelState.PLANNED.value]),
+                "weight_g": par_weight,
+                "ready_on": day0 + par_day,
+                "courier_id": loaded.courier_ids[par_courier] if n_parcels else np.empty(0, np.int64),
+                "shipping_fen": par_price,
+            },
+        )
+        if n_parcels
+        else 0
     )
 
     # --- orders and the batch -----------------------------------------------------------------------------
@@ -372,12 +380,14 @@ def write_plan(
     )
 
 
-def _ids_where(mask: npt.NDArray[np.bool_], ids: I64, index: I64) -> list[int | None]:
-    """``ids[index]`` where ``mask``, else None: a nullable id column as plain Python values."""
-    out = np.full(mask.shape[0], None, dtype=object)
-    out[mask] = ids[index[mask]].tolist()
-    values: list[int | None] = out.tolist()
-    return values
+def _site_kind(made: npt.NDArray[np.bool_]) -> Categorical:
+    return Categorical(made.astype(np.int64), [SiteKind.WAREHOUSE.value, SiteKind.WORKSHOP.value])
+
+
+def _masked_ids(mask: npt.NDArray[np.bool_], ids: I64, index: I64) -> np.ma.MaskedArray[Any, Any]:
+    """``ids[index]`` where ``mask``, NULL elsewhere."""
+    values = np.where(mask, ids[np.where(mask, index, 0)] if ids.size else 0, 0).astype(np.int64)
+    return np.ma.MaskedArray(values, mask=~mask)
 
 
 def _cheapest(loaded: LoadedBatch, province: I64, weight_g: I64) -> tuple[I64, I64]:
