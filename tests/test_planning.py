@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 
 from fulfil import batching, settings
 from fulfil.domain.models import (
@@ -379,6 +379,59 @@ def test_a_later_batch_gets_only_the_capacity_left(clean: Backend) -> None:
                 .where(OrderLine.order_id == o5)
             ).all()
         ) == [(DAY0, 16), (DAY0, 29), (DAY0 + dt.timedelta(days=1), 5)]
+        used = c.execute(
+            select(
+                WorkOrder.workshop_id,
+                WorkOrder.day,
+                func.sum(WorkOrder.regular_minutes + WorkOrder.overtime_minutes),
+            ).group_by(WorkOrder.workshop_id, WorkOrder.day)
+        ).all()
+        cap = {
+            (w, d): r + o
+            for w, d, r, o in c.execute(
+                select(
+                    WorkshopCapacity.workshop_id,
+                    WorkshopCapacity.day,
+                    WorkshopCapacity.regular_minutes,
+                    WorkshopCapacity.overtime_minutes,
+                )
+            )
+        }
+        assert all(minutes <= cap[(w, d)] + 1e-6 for w, d, minutes in used)
+        assert c.execute(select(Order.status).where(Order.id == o5)).scalar_one() == OrderState.ALLOCATED
+
+
+@pytest.mark.parametrize("planner", ["cascade", "optimiser"])
+def test_work_already_started_is_frozen(
+    clean: Backend, monkeypatch: pytest.MonkeyPatch, planner: str
+) -> None:
+    monkeypatch.setenv("FULFIL_PLANNER", planner)
+    settings.get.cache_clear()
+    eng = clean.engine
+    belt = seed_belt(eng)
+    bid1, _ = first_batch(eng, belt)
+    jobs.plan_batch(bid1)
+    frozen = select(WorkOrder.id, WorkOrder.quantity, WorkOrder.regular_minutes, WorkOrder.overtime_minutes)
+    with eng.begin() as c:
+        c.execute(update(WorkOrder).values(status=WorkOrderState.STARTED))  # the workshops began batch 1
+        before = set(c.execute(frozen).all())
+        decisions_of = select(AllocationDecision.id, AllocationDecision.work_order_id)
+        decided = set(c.execute(decisions_of).all())
+    bid2, [o5] = add_batch(eng, belt, [(paid(5), [("K1a", 50)])])
+    loaded = load_batch_in_session(eng, bid2)
+    assert loaded.problem.open_lot_workshop.size == 0  # a started lot is not offered to grow
+    jobs.plan_batch(bid2)
+    with eng.connect() as c:
+        assert set(c.execute(frozen.where(WorkOrder.batch_id == bid1)).all()) == before
+        assert decided <= set(c.execute(decisions_of).all())
+        started = {wo for wo, *_ in before}
+        later = c.execute(
+            select(AllocationDecision.work_order_id)
+            .join(OrderLine, OrderLine.id == AllocationDecision.order_line_id)
+            .where(OrderLine.order_id == o5)
+        ).scalars()
+        assert started.isdisjoint(later)
+        # the started lots' minutes stay taken: no workshop-day is planned beyond its calendar
         used = c.execute(
             select(
                 WorkOrder.workshop_id,
