@@ -148,6 +148,23 @@ def test_random_plans_keep_every_constraint_and_their_bound(seed: int) -> None:
         assert r.gap is not None and r.gap < 1e-4
 
 
+def test_a_belt_with_stock_and_no_qualified_workshop_is_planned_from_stock() -> None:
+    # no workshop makes anything: 5 of the cell's 10 pieces come from stock, the rest is unfilled
+    p = problem(
+        qual_workshop=[],
+        qual_style=[],
+        qual_unit_cost_fen=[],
+        stock_warehouse=[0],
+        stock_owner=[0],
+        stock_sku=[0],
+        stock_available=[5],
+    )
+    r = solve(p, seconds=5)
+    assert check_plan(p, r) == []
+    assert [(a.site_kind, a.quantity) for a in r.cell_allocations(0)] == [(SiteKind.WAREHOUSE, 5)]
+    assert r.unfilled_quantity.tolist() == [int(p.cell_quantity[0]) - 5]
+
+
 def test_the_checker_catches_a_broken_plan() -> None:
     p = _random_problem(3)
     r = solve(p, seconds=20, seed=3)

@@ -114,10 +114,12 @@ def to_result(p: AllocationProblem, m: Model, values: F64, *, solver: str, seed:
     is_pick = a_kind_src == 0
     pick_i = np.where(is_pick, a_ref, 0)
     # made: which arc or spare each piece came from
-    made_arc = ~is_pick & ~s_is_spare[np.where(is_pick, 0, a_ref)]
+    # (nothing is made when no style group has a source: the arrays are empty, the indices placeholders)
+    made_ref = np.where(is_pick, 0, a_ref)
+    made_arc = ~is_pick & ~_take(s_is_spare, made_ref, default=False)
     made_spare = ~is_pick & ~made_arc
-    arc_i = np.where(made_arc, s_src[np.where(is_pick, 0, a_ref)], 0)
-    spare_i = np.where(made_spare, s_src[np.where(is_pick, 0, a_ref)], 0)
+    arc_i = np.where(made_arc, _take(s_src, made_ref), 0)
+    spare_i = np.where(made_spare, _take(s_src, made_ref), 0)
     a_group = g.cell_group[a_cell]
     due = p.due_day()[a_cell]
     row = _take(m.pick_row, pick_i)
