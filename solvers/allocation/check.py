@@ -23,6 +23,12 @@ def check_plan(p: AllocationProblem, r: AllocationResult) -> list[str]:
         errors.append("an allocation has no pieces")
     if np.any((day < p.first_day) | (day >= p.days)):
         errors.append("an allocation falls outside the plan days")
+    # the service window: not later than max_late_days after the due day, stock not picked too early
+    due = p.due_day()[cell] if cell.size else np.empty(0, np.int64)
+    if np.any(day > np.maximum(due, p.first_day) + p.max_late_days):
+        errors.append(f"an allocation is served more than {p.max_late_days} days after its due day")
+    if np.any((kind == SiteKind.WAREHOUSE) & (day < due - p.pick_early_days)):
+        errors.append(f"stock is picked more than {p.pick_early_days} days before its due day")
     # every cell's pieces are placed or unfilled, exactly
     placed = np.bincount(cell, weights=qty, minlength=p.n_cells) + np.bincount(
         r.unfilled_cell, weights=r.unfilled_quantity, minlength=p.n_cells

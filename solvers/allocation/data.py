@@ -95,6 +95,11 @@ class AllocationProblem:
     first_day: int = 0  # the first plan day that may be used
     ready_minute: int = 18 * 60
     late_fen_per_unit_day: int = 500
+    # the service window of a cell: stock is picked at most ``pick_early_days`` before its due day (pickers
+    # work for the next pickups, not for next week's), and nothing is served more than ``max_late_days`` after
+    # it: later than that it is unfilled, for an operator to decide (platforms cancel such orders)
+    pick_early_days: int = 1
+    max_late_days: int = 3
     # a piece that fits nowhere: above any way of serving it (a whole minimum lot included), so what can be
     # made is made
     unfilled_fen_per_unit: int = 1_000_000
@@ -254,6 +259,11 @@ class AllocationProblem:
                 raise ProblemError(f"{name}: negative value {a.min()} at {where}")
         if self.style_minutes_per_unit.size and not np.all(self.style_minutes_per_unit > 0):
             raise ProblemError("style_minutes_per_unit: every style needs positive minutes per unit")
+        if self.pick_early_days < 0 or self.max_late_days < 0:
+            raise ProblemError(
+                f"pick_early_days/max_late_days: must be at least 0, got {self.pick_early_days}/"
+                f"{self.max_late_days}"
+            )
         if self.late_fen_per_unit_day < 0:
             raise ProblemError("late_fen_per_unit_day: negative")
         if self.unfilled_fen_per_unit < 0:

@@ -7,8 +7,12 @@ Cells are taken in order of ship-by (ties by index, so the result is determinist
 2. on time from the surplus of a minimum lot already planned (nearest workshop first);
 3. on time, made in regular time at the nearest qualified workshop with free capacity, earliest day first;
 4. on time, made with overtime (regular minutes left on the day first), same order;
-5. late: day by day after ship-by, the earliest day on which stock, regular time or overtime has room;
+5. late: day by day after ship-by, the earliest day on which stock, regular time or overtime has room, at
+   most the problem's ``max_late_days`` after it;
 6. whatever is left is unfilled, with the reason.
+
+Stock is picked at most ``pick_early_days`` before the due day (the problem's service window, which the
+optimiser's model and the plan checker keep too).
 
 Lots planned by earlier batches (the problem's open lots) are known from the start: their spare pieces count
 as surplus (step 2) and they grow piece by piece. A new lot (workshop × style × day) is opened only where its
@@ -393,7 +397,7 @@ class _Greedy:
             due = int(self.due[c])
             hi = min(due, days - 1)
             if hi >= first:
-                need = self.take_stock(c, need, first, hi)
+                need = self.take_stock(c, need, max(first, due - p.pick_early_days), hi)
                 if need:
                     need = self.take_surplus(c, need, first, hi)
                 if need:
@@ -401,7 +405,8 @@ class _Greedy:
                 if need:
                     need = self.make(c, need, first, hi, overtime=True)
             d = max(first, due + 1)
-            while need and d < days:
+            last = min(days - 1, max(due, first) + p.max_late_days)
+            while need and d <= last:
                 need = self.take_stock(c, need, d, d)
                 if need:
                     need = self.take_surplus(c, need, d, d)

@@ -16,10 +16,10 @@ Variables, in this order (each block is a slice of :class:`Model`):
 - ``open``   a lot is made at all (changeover; 0/1, relaxed to [0, 1] in the LP);
 - ``extra``  overtime minutes of a workshop, process family and day (premium per minute).
 
-Picks happen at most :data:`PICK_EARLY` days before a group's due day (picking early gains nothing but
-handling room); lots may be made on any earlier plan day, because one minimum lot made early often serves a
-style's orders of several due days. At most :data:`LATE_DAYS` days after the due day, late; what fits
-nowhere by then is unfilled.
+Picks happen at most ``problem.pick_early_days`` days before a group's due day; lots may be made on any
+earlier plan day, because one minimum lot made early often serves a style's orders of several due days. At
+most ``problem.max_late_days`` days after the due day, late; what fits nowhere by then is unfilled. The
+cascade and the plan checker keep the same window, so the model's relaxation bounds every plan they accept.
 
 Shipping is charged per piece served at its SKU group's average (its cells' lines at their provinces'
 cheapest price, over its pieces), so the model's objective and the plan's agree exactly.
@@ -41,9 +41,9 @@ from solvers.allocation.data import F64, I64, AllocationProblem
 
 T = TypeVar("T", bound=np.generic)
 
-MAKE_EARLY = 31  # lots serve later due days from their surplus: making early is how one lot serves many
+# the defaults of the problem's service window (AllocationProblem.pick_early_days / max_late_days)
 PICK_EARLY = 1
-LATE_DAYS = 3  # the latest a group may be served: this many days after its due day
+LATE_DAYS = 3
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,10 +121,12 @@ def _expand(counts: I64) -> tuple[I64, I64]:
     return parent, np.arange(parent.shape[0], dtype=np.int64) - first[parent]
 
 
-def _window(due: I64, early: int, first: int, days: int) -> tuple[I64, I64]:
-    """The plan days a group due on ``due`` may be served on: ``early`` days before it to LATE_DAYS after."""
-    lo = np.clip(due - early, first, days - 1)
-    hi = np.clip(np.maximum(due, first) + LATE_DAYS, lo, days - 1)
+def _window(due: I64, early: int | None, p: AllocationProblem) -> tuple[I64, I64]:
+    """The plan days a group due on ``due`` may be served on: ``early`` days before it (any earlier plan day
+    if None) to the problem's ``max_late_days`` after."""
+    first, days = p.first_day, p.days
+    lo = np.clip(due - early, first, days - 1) if early is not None else np.full(due.shape[0], first)
+    hi = np.clip(np.maximum(due, first) + p.max_late_days, lo, days - 1)
     return lo, hi
 
 
@@ -198,7 +200,7 @@ class Model:
 def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: bool = True) -> Model:
     """The model of ``p``; ``strong`` adds the per-arc linking rows that tighten the bound."""
     gr = group_cells(p) if groups is None else groups
-    days, first = p.days, p.first_day
+    days = p.days
     late_fen = p.late_fen_per_unit_day
     n_g, n_h = gr.n_g, gr.n_h
 
@@ -212,7 +214,7 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     ok = (row_owner == g_owner) | (p.merchant_pools[row_owner] & p.merchant_pools[g_owner])
     ok &= p.stock_available[row] > 0
     g_of, row = g_of[ok], row[ok]
-    lo, hi = _window(gr.g_due[g_of], PICK_EARLY, first, days)
+    lo, hi = _window(gr.g_due[g_of], p.pick_early_days, p)
     pair, off = _expand(hi - lo + 1)
     pick_g, pick_row, pick_day = g_of[pair], row[pair], lo[pair] + off
     wh = p.stock_warehouse[pick_row]
@@ -229,7 +231,7 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     qcnt = q_start[gr.h_style + 1] - q_start[gr.h_style]
     h_of, rank = _expand(qcnt)
     qual = by_style[q_start[gr.h_style[h_of]] + rank]
-    lo, hi = _window(gr.h_due[h_of], MAKE_EARLY, first, days)
+    lo, hi = _window(gr.h_due[h_of], None, p)
     pair, off = _expand(hi - lo + 1)
     arc_h, arc_qual, arc_day = h_of[pair], qual[pair], lo[pair] + off
     lot_key_of_arc = arc_qual * days + arc_day
@@ -269,7 +271,7 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
             p.open_lot_workshop[so] * n_s + p.open_lot_style[so], p.qual_workshop * n_s + p.qual_style
         )
         ok = ((own_h == own_o) | (p.merchant_pools[own_h] & p.merchant_pools[own_o])) & qualified
-        lo, hi = _window(gr.h_due[sh], MAKE_EARLY, first, days)
+        lo, hi = _window(gr.h_due[sh], None, p)
         ok &= (p.open_lot_day[so] >= lo) & (p.open_lot_day[so] <= hi)
         spare_h, spare_open = sh[ok], so[ok]
     is_open = lot_open >= 0
