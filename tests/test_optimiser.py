@@ -166,6 +166,34 @@ def test_a_belt_with_stock_and_no_qualified_workshop_is_planned_from_stock() -> 
     assert r.unfilled_quantity.tolist() == [int(p.cell_quantity[0]) - 5]
 
 
+def test_nothing_is_served_after_the_service_window_by_either_engine() -> None:
+    # due on day 0; the workshops have time only on day 5, five days late: past the window of 3 days,
+    # so both engines leave the 10 pieces unfilled, and the optimiser's bound stays below its plan
+    regular = np.zeros((2, 1, 6))
+    regular[:, :, 5] = 100.0
+    p = problem(
+        cell_ship_by=[SHIP_DAY0],
+        regular_minutes=regular,
+        overtime_minutes=np.zeros((2, 1, 6)),
+        overtime_fen_per_minute=np.zeros((2, 1, 6), np.int64),
+        warehouse_handling=np.full((2, 6), 1000),
+        days=6,
+    )
+    assert p.max_late_days == 3
+    for r in (allocate(p), solve(p, seconds=5)):
+        assert check_plan(p, r) == []
+        assert r.n_allocations == 0 and r.unfilled_quantity.tolist() == [10]
+    r = solve(p, seconds=5)
+    assert r.bound_fen is not None and r.bound_fen <= r.objective_fen
+    # with a window of 5 days, day 5 is allowed: both make the pieces there, late
+    wide = dataclasses.replace(p, max_late_days=5)
+    for r in (allocate(wide), solve(wide, seconds=5)):
+        assert check_plan(wide, r) == []
+        assert {a.day for a in r.cell_allocations(0)} == {5} and r.unfilled_quantity.sum() == 0
+    # and the checker refuses the wide plan under the narrow window
+    assert any("more than 3 days after its due day" in e for e in check_plan(p, allocate(wide)))
+
+
 def test_the_checker_catches_a_broken_plan() -> None:
     p = _random_problem(3)
     r = solve(p, seconds=20, seed=3)
