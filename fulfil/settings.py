@@ -40,6 +40,9 @@ class Settings:
     planner: str = "optimiser"  # FULFIL_PLANNER: "optimiser" (bound and gap) or "cascade" (the rule cascade)
     plan_seconds: float = 20.0  # FULFIL_PLAN_SECONDS: the optimiser's time limit per batch
     plan_seed: int = 0  # FULFIL_PLAN_SEED: the optimiser's seed (the same for every batch)
+    # FULFIL_SHARD_CELLS: a batch with more demand cells is cut into shards of at most this many cells (where
+    # its independent parts allow), each solved by its own plan job on whichever worker takes it
+    shard_cells: int = 5000
 
     @property
     def embedded_database(self) -> bool:
@@ -106,6 +109,9 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     raw_seed = env.get("FULFIL_PLAN_SEED", "0")
     if not raw_seed.isdigit() or int(raw_seed) >= 2**31:
         raise SettingsError(f"FULFIL_PLAN_SEED: {raw_seed!r} is not a whole number in [0, 2^31)")
+    raw_shard = env.get("FULFIL_SHARD_CELLS", "5000")
+    if not raw_shard.isdigit() or not 1 <= int(raw_shard) < 2**31:
+        raise SettingsError(f"FULFIL_SHARD_CELLS: {raw_shard!r} is not a whole number of cells, at least 1")
     return Settings(
         data_dir,
         database_url,
@@ -116,6 +122,7 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         planner,
         plan_seconds,
         int(raw_seed),
+        int(raw_shard),
     )
 
 

@@ -49,6 +49,7 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         ({"FULFIL_PLAN_SECONDS": "0"}, "FULFIL_PLAN_SECONDS"),
         ({"FULFIL_PLAN_SEED": "-1"}, "FULFIL_PLAN_SEED"),
         ({"FULFIL_PLAN_SEED": "seven"}, "FULFIL_PLAN_SEED"),
+        ({"FULFIL_SHARD_CELLS": "0"}, "FULFIL_SHARD_CELLS"),
     ],
 )
 def test_a_bad_setting_names_its_variable(tmp_path: Path, env: dict[str, str], variable: str) -> None:

@@ -12,6 +12,10 @@ what its predecessors left, so a fixed order makes a day's plan reproducible.
 
 A solve that raises leaves the batch ``failed`` with its orders back in the pool, a failed ``SolverRun``
 and an exception item, then re-raises so the worker records the job as failed.
+
+A batch with more cells than ``FULFIL_SHARD_CELLS`` is cut into independent shards solved by separate jobs
+``plan_batch(batch_id, shard)`` on any worker, and merged by ``plan_batch(batch_id)`` once all are solved
+(:mod:`fulfil.planning.shards`). Batches that closed after it wait until it is planned or failed.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from sqlalchemy.orm import Session
 from fulfil import db, settings
 from fulfil.domain.models import Batch, ExceptionItem, Order, SolverRun
 from fulfil.domain.states import BATCH, ORDER, BatchEvent, BatchState, OrderEvent, OrderState
+from fulfil.planning import shards
 from fulfil.planning.load import load_batch
 from fulfil.planning.write import PlanSummary, write_plan
 from solvers.allocation import AllocationProblem, AllocationResult, allocate, solve
@@ -64,8 +69,9 @@ def _lock_batch(session: Session, batch_id: int) -> BatchState | None:
     return None if status is None else BatchState(status)
 
 
-def plan_session(session: Session, batch_id: int) -> PlanSummary | None:
-    """Plan batch ``batch_id`` in ``session``'s transaction; None if it is not waiting to be planned."""
+def plan_session(session: Session, batch_id: int) -> PlanSummary | shards.ShardsPending | None:
+    """Plan batch ``batch_id`` in ``session``'s transaction; None if it is not waiting to be planned, and
+    :class:`~fulfil.planning.shards.ShardsPending` if it was cut into shards that are not all solved yet."""
     status = _lock_batch(session, batch_id)
     if status is None:
         raise LookupError(f"batch {batch_id} does not exist")
@@ -76,11 +82,20 @@ def plan_session(session: Session, batch_id: int) -> PlanSummary | None:
     t0 = time.perf_counter()
     loaded = load_batch(session, batch_id)
     load_s = time.perf_counter() - t0
-    result = allocate_batch(loaded.problem)
+    parameters: dict[str, object] = {"load_seconds": round(load_s, 3)}
+    sharded = shards.merge_or_start(session, loaded)
+    if isinstance(sharded, shards.ShardsPending):
+        log.info("plan_batch %d: %d of %d shards solved", batch_id, sharded.solved, sharded.shards)
+        return sharded
+    if sharded is None:
+        result = allocate_batch(loaded.problem)
+    else:
+        result, started = sharded.result, sharded.started_at
+        parameters.update(shards=sharded.shards, shards_solved_again=sharded.resolved)
     t1 = time.perf_counter()
-    summary = write_plan(
-        session, loaded, result, started_at=started, parameters={"load_seconds": round(load_s, 3)}
-    )
+    summary = write_plan(session, loaded, result, started_at=started, parameters=parameters)
+    if sharded is not None:
+        shards.enqueue_waiting(session, batch_id)
     log.info(
         "plan_batch %d: %d orders allocated, %d unfilled, %d new work orders, %d grown, %d parcels; "
         "objective %d fen; load %.2fs, solve %.2fs, write %.2fs",
@@ -108,9 +123,16 @@ def allocate_batch(problem: AllocationProblem) -> AllocationResult:
     return solve(problem, seconds=s.plan_seconds, seed=s.plan_seed)
 
 
-def plan_batch(batch_id: int) -> None:
+def plan_batch(batch_id: int, shard: int | None = None) -> None:
     """The ``plan_batch`` task (ids only): plan the batches that closed before this one and still wait, then
-    this one; each in its own transaction, each only if it is still closed."""
+    this one; each in its own transaction, each only if it is still closed. A batch cut into shards stops the
+    line until it is planned: its merge enqueues the planning of the batches after it.
+
+    ``plan_batch(batch_id, shard)`` solves one shard of a cut batch (:func:`plan_shard`).
+    """
+    if shard is not None:
+        plan_shard(batch_id, shard)
+        return
     eng = db.engine()
     with eng.connect() as conn:
         mine = conn.execute(select(Batch.closed_at).where(Batch.id == batch_id)).one_or_none()
@@ -129,20 +151,25 @@ def plan_batch(batch_id: int) -> None:
             )
     for bid in earlier:
         try:
-            plan_one(bid)
+            if not plan_one(bid):
+                log.info(
+                    "plan_batch %d: earlier batch %d waits for its shards; planned after it", batch_id, bid
+                )
+                return
         except Exception:
             # recorded as a failed batch by plan_one; this job's own batch still gets its turn
             log.warning("plan_batch %d: earlier batch %d failed", batch_id, bid)
     plan_one(batch_id)
 
 
-def plan_one(batch_id: int) -> None:
-    """Plan one batch if it is closed, in one transaction; a failure marks it failed and re-raises."""
+def plan_one(batch_id: int) -> bool:
+    """Plan one batch if it is closed, in one transaction; a failure marks it failed and re-raises. False
+    while the batch waits for its shards (nothing after it may be planned yet), else True."""
     eng = db.engine()
     started = _utcnow()
     try:
         with db.session_scope(eng) as session:
-            plan_session(session, batch_id)
+            outcome = plan_session(session, batch_id)
     except LookupError:
         raise
     except Exception as exc:
@@ -150,6 +177,36 @@ def plan_one(batch_id: int) -> None:
         with db.session_scope(eng) as session:
             fail_batch(session, batch_id, f"{type(exc).__name__}: {exc}", started)
         raise
+    return not isinstance(outcome, shards.ShardsPending)
+
+
+def plan_shard(batch_id: int, k: int) -> None:
+    """Solve shard ``k`` of a cut batch and store it (once); the last one stored enqueues the merge. A shard
+    that raises fails the batch, marks its row failed and re-raises."""
+    eng = db.engine()
+    started = _utcnow()
+    # the solve runs outside any lock (it is the part that runs in parallel); the merge checks, under the
+    # planning lock, that each shard's data is still what was solved
+    try:
+        with db.session_scope(eng) as session:
+            todo = shards.shard_to_solve(session, batch_id, k)
+            if todo is None:
+                log.info("plan_batch %d shard %d: already solved, or the batch is not closed", batch_id, k)
+                return
+            loaded = load_batch(session, batch_id)
+        n, seed = todo
+        solved = shards.solve_stored(loaded, k, n, seed)
+    except Exception as exc:
+        log.exception("plan_batch %d shard %d failed", batch_id, k)
+        message = f"shard {k}: {type(exc).__name__}: {exc}"
+        with db.session_scope(eng) as session:
+            if fail_batch(session, batch_id, message, started):
+                shards.mark_failed(session, batch_id, k, message)
+                shards.enqueue_waiting(session, batch_id)
+        raise
+    with db.session_scope(eng) as session:
+        if shards.store(session, batch_id, k, solved):
+            log.info("plan_batch %d shard %d of %d: solved and stored", batch_id, k, n)
 
 
 def fail_batch(session: Session, batch_id: int, message: str, started_at: dt.datetime) -> bool:
