@@ -27,6 +27,7 @@ from solvers.allocation.plan import to_result
 from solvers.allocation.result import AllocationResult
 
 _TOL = 1e-6
+FIXED_MIP_FACTOR = 4  # the MIP over the LP's lots is tried up to this many times ``mip_vars`` free variables
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,11 @@ def solve(
         if lp is not None:
             bound = max(bound, lp.objective)
             lb, ub = _fix_lots(model, lp.values)
-            run = _mip(model, lb=lb, ub=ub, seconds=left(), seed=seed)
-            candidates += _plans(problem, model, run.values, "lp-support", seed)
+            # HiGHS does not look at its time limit during presolve: a MIP far above the size it solves in
+            # time would overrun the limit by minutes, so it is tried only where it fits
+            if int(np.count_nonzero(ub > lb)) <= FIXED_MIP_FACTOR * mip_vars and left() > 1.0:
+                run = _mip(model, lb=lb, ub=ub, seconds=left(), seed=seed)
+                candidates += _plans(problem, model, run.values, "lp-support", seed)
     cascade = allocate(problem)
     candidates.append(replace(cascade, solver="optimiser/cascade"))
     best = min(candidates, key=lambda r: r.objective_fen)
