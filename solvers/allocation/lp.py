@@ -28,7 +28,8 @@ class LpError(RuntimeError):
 @dataclass(frozen=True, eq=False)
 class LpSolution:
     values: F64
-    duals: F64  # per row: the change of the objective per unit more of the row's right-hand side
+    duals: F64  # per row: the change of the objective per unit more of the row's right-hand side (GLOP only;
+    # NaN from HiGHS, whose duals OR-Tools does not pass on)
     objective: float
     seconds: float
     solver: str
@@ -64,6 +65,10 @@ def solve_lp(
         raise LpError(f"the {solver} LP of {model.n_vars} variables ended {status}")
     values = np.asarray(engine.variable_values(), dtype=np.float64)
     duals = np.asarray(engine.dual_values(), dtype=np.float64)
+    if solver.startswith("highs"):
+        # OR-Tools' model builder hands back HiGHS's row activities here, not its duals (ortools 9.x, checked
+        # against GLOP's on the same LP): no dual at all is better than a wrong one
+        duals = np.full(duals.shape[0], np.nan)
     return LpSolution(
         values=values,
         duals=duals,
