@@ -609,6 +609,72 @@ class Belt(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
 
 
+# --- explanations of a plan (issue 4): per solver run, written once after the plan ------------------------
+
+
+class RunExplanation(Base):
+    """That a solver run's plan was explained, and the figures of the LP behind its shadow prices."""
+
+    __tablename__ = "run_explanations"
+    solver_run_id: Mapped[int] = mapped_column(ForeignKey("solver_runs.id"), primary_key=True)
+    lp_objective: Mapped[float | None] = mapped_column(Float)  # the fixed-lot LP's optimum, fen
+    lp_message: Mapped[str | None] = mapped_column(String(512))  # why there are no shadow prices
+    seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+
+class ShadowPrice(Base):
+    """Fen one more minute of a workshop's process family on a day would save (>= 0); zeros are not stored."""
+
+    __tablename__ = "shadow_prices"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    solver_run_id: Mapped[int] = mapped_column(ForeignKey("solver_runs.id"), index=True)
+    workshop_id: Mapped[int] = mapped_column(ForeignKey("workshops.id"))
+    process_family_id: Mapped[int] = mapped_column(ForeignKey("process_families.id"))
+    day: Mapped[dt.date] = mapped_column(Date)
+    regular_fen_per_minute: Mapped[float] = mapped_column(Float)
+    overtime_fen_per_minute: Mapped[float] = mapped_column(Float)
+
+
+class DecisionExplanation(Base):
+    """An allocation decision's share of the plan's cost, by part, and the cheapest other way to serve it."""
+
+    __tablename__ = "decision_explanations"
+    # the explanation goes with its decision (a cancelled order's decisions are deleted)
+    decision_id: Mapped[int] = mapped_column(
+        ForeignKey("allocation_decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    solver_run_id: Mapped[int] = mapped_column(ForeignKey("solver_runs.id"), index=True)
+    unit_fen: Mapped[int] = mapped_column(BigInteger)
+    surplus_fen: Mapped[int] = mapped_column(BigInteger)
+    overtime_fen: Mapped[int] = mapped_column(BigInteger)
+    changeover_fen: Mapped[int] = mapped_column(BigInteger)
+    handling_fen: Mapped[int] = mapped_column(BigInteger)
+    shipping_fen: Mapped[int] = mapped_column(BigInteger)
+    late_fen: Mapped[int] = mapped_column(BigInteger)
+    total_fen: Mapped[int] = mapped_column(BigInteger)
+    runner_kind: Mapped[SiteKind | None] = mapped_column(_enum(SiteKind))  # NULL: no other way
+    runner_workshop_id: Mapped[int | None] = mapped_column(ForeignKey("workshops.id"))
+    runner_warehouse_id: Mapped[int | None] = mapped_column(ForeignKey("shared_warehouses.id"))
+    runner_stock_owner_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
+    runner_day: Mapped[dt.date | None] = mapped_column(Date)
+    runner_new_lot: Mapped[bool] = mapped_column(Boolean, default=False)
+    runner_extra_fen_per_piece: Mapped[float | None] = mapped_column(Float)
+
+
+class OrderBinding(Base):
+    """A late or unfilled order of a solver run's plan, with the constraint that kept it from ship-by."""
+
+    __tablename__ = "order_bindings"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    solver_run_id: Mapped[int] = mapped_column(ForeignKey("solver_runs.id"), index=True)
+    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # late, unfilled
+    pieces: Mapped[int] = mapped_column(Integer)
+    code: Mapped[str] = mapped_column(String(32))  # solvers.allocation.explain.Binding, lower case
+    reason: Mapped[str] = mapped_column(String(512))
+
+
 __all__ = [
     "AllocationDecision",
     "Base",
@@ -617,12 +683,14 @@ __all__ = [
     "Courier",
     "CourierPoint",
     "CourierPrice",
+    "DecisionExplanation",
     "ExceptionItem",
     "InboxMessage",
     "InboxStatus",
     "IntakeCursor",
     "Merchant",
     "Order",
+    "OrderBinding",
     "OrderLine",
     "OutboxJob",
     "Parcel",
@@ -635,6 +703,8 @@ __all__ = [
     "PlatformSkuMapping",
     "ProcessFamily",
     "Qualification",
+    "RunExplanation",
+    "ShadowPrice",
     "SharedWarehouse",
     "ShipConfirmation",
     "SiteKind",

@@ -31,6 +31,7 @@ from fulfil import db, settings
 from fulfil.domain.models import Batch, ExceptionItem, Order, SolverRun
 from fulfil.domain.states import BATCH, ORDER, BatchEvent, BatchState, OrderEvent, OrderState
 from fulfil.planning import shards
+from fulfil.planning.explain import record_explanations
 from fulfil.planning.load import load_batch
 from fulfil.planning.write import PlanSummary, write_plan
 from solvers.allocation import AllocationProblem, AllocationResult, allocate, solve
@@ -94,6 +95,12 @@ def plan_session(session: Session, batch_id: int) -> PlanSummary | shards.Shards
         parameters.update(shards=sharded.shards, shards_solved_again=sharded.resolved)
     t1 = time.perf_counter()
     summary = write_plan(session, loaded, result, started_at=started, parameters=parameters)
+    try:
+        # a savepoint: an explanation that cannot be made leaves the plan itself standing
+        with session.begin_nested():
+            record_explanations(session, loaded, result, summary.solver_run_id)
+    except Exception:
+        log.exception("plan_batch %d: the plan's explanation was not recorded", batch_id)
     if sharded is not None:
         shards.enqueue_waiting(session, batch_id)
     log.info(
