@@ -1,8 +1,9 @@
 """From an integral solution of the model back to the cells: allocations, lots and unfilled pieces.
 
 Two cuts, both columnar. A style group's pieces to make are cut along what its lots (and earlier lots'
-spares) give, earliest day first, into its SKU groups. Then each SKU group's cells, earliest ship-by first,
-are cut along its supply: stock picks and made pieces by day, what fits nowhere last. Costs are priced as the
+spares) give, earliest day first, into its SKU groups. Then each SKU group's cells (all due the same day),
+fewest lines per piece first, are cut along its supply: stock picks by day, then made pieces by day, what fits
+nowhere last. Costs are priced as the
 model prices them (per piece at the group's rates), so the plan's objective is the model's, rounded to fen.
 """
 
@@ -80,9 +81,14 @@ def to_result(p: AllocationProblem, m: Model, values: F64, *, solver: str, seed:
         (np.zeros(n_pick, np.int64), np.ones(mk_g.shape[0], np.int64), np.full(g.n_g, 2, np.int64))
     )
     sup_ref = np.concatenate((np.arange(n_pick), mk_src, np.arange(g.n_g)))
-    sup_order = np.lexsort((np.arange(sup_g.shape[0]), sup_kind, sup_day, sup_g))
+    sup_order = np.lexsort((np.arange(sup_g.shape[0]), sup_day, sup_kind, sup_g))
+    # Within a SKU group every cell has the same due day, so which cell takes which supply changes no cost;
+    # it does change handling: the model counts a pick's lines at the group's average lines per piece, the
+    # warehouse picks the cells' own. Cells with the fewest lines per piece go first, to the picks (which lead
+    # the supply), so the picks' lines stay at or under the average the model counted.
     cells = np.flatnonzero(m.groups.cell_group >= 0)
-    c_order = cells[np.lexsort((cells, p.cell_ship_by[cells], g.cell_group[cells]))]
+    ratio = p.cell_lines[cells] / p.cell_quantity[cells]
+    c_order = cells[np.lexsort((cells, p.cell_ship_by[cells], ratio, g.cell_group[cells]))]
     d_i, s_i, q = cut(p.cell_quantity[c_order], sup_qty[sup_order])
     seg_cell = c_order[d_i]
     seg_sup = sup_order[s_i]
