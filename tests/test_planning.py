@@ -345,6 +345,28 @@ def test_concurrent_runs_plan_once(clean: Backend) -> None:
         assert c.execute(select(func.count()).select_from(Parcel)).scalar_one() == 4
 
 
+def assert_no_workshop_day_beyond_its_calendar(c: Any) -> None:
+    used = c.execute(
+        select(
+            WorkOrder.workshop_id,
+            WorkOrder.day,
+            func.sum(WorkOrder.regular_minutes + WorkOrder.overtime_minutes),
+        ).group_by(WorkOrder.workshop_id, WorkOrder.day)
+    ).all()
+    cap = {
+        (w, d): r + o
+        for w, d, r, o in c.execute(
+            select(
+                WorkshopCapacity.workshop_id,
+                WorkshopCapacity.day,
+                WorkshopCapacity.regular_minutes,
+                WorkshopCapacity.overtime_minutes,
+            )
+        )
+    }
+    assert all(minutes <= cap[(w, d)] + 1e-6 for w, d, minutes in used)
+
+
 def test_a_later_batch_gets_only_the_capacity_left(clean: Backend) -> None:
     eng = clean.engine
     belt = seed_belt(eng)
@@ -379,25 +401,7 @@ def test_a_later_batch_gets_only_the_capacity_left(clean: Backend) -> None:
                 .where(OrderLine.order_id == o5)
             ).all()
         ) == [(DAY0, 16), (DAY0, 29), (DAY0 + dt.timedelta(days=1), 5)]
-        used = c.execute(
-            select(
-                WorkOrder.workshop_id,
-                WorkOrder.day,
-                func.sum(WorkOrder.regular_minutes + WorkOrder.overtime_minutes),
-            ).group_by(WorkOrder.workshop_id, WorkOrder.day)
-        ).all()
-        cap = {
-            (w, d): r + o
-            for w, d, r, o in c.execute(
-                select(
-                    WorkshopCapacity.workshop_id,
-                    WorkshopCapacity.day,
-                    WorkshopCapacity.regular_minutes,
-                    WorkshopCapacity.overtime_minutes,
-                )
-            )
-        }
-        assert all(minutes <= cap[(w, d)] + 1e-6 for w, d, minutes in used)
+        assert_no_workshop_day_beyond_its_calendar(c)
         assert c.execute(select(Order.status).where(Order.id == o5)).scalar_one() == OrderState.ALLOCATED
 
 
@@ -432,25 +436,7 @@ def test_work_already_started_is_frozen(
         ).scalars()
         assert started.isdisjoint(later)
         # the started lots' minutes stay taken: no workshop-day is planned beyond its calendar
-        used = c.execute(
-            select(
-                WorkOrder.workshop_id,
-                WorkOrder.day,
-                func.sum(WorkOrder.regular_minutes + WorkOrder.overtime_minutes),
-            ).group_by(WorkOrder.workshop_id, WorkOrder.day)
-        ).all()
-        cap = {
-            (w, d): r + o
-            for w, d, r, o in c.execute(
-                select(
-                    WorkshopCapacity.workshop_id,
-                    WorkshopCapacity.day,
-                    WorkshopCapacity.regular_minutes,
-                    WorkshopCapacity.overtime_minutes,
-                )
-            )
-        }
-        assert all(minutes <= cap[(w, d)] + 1e-6 for w, d, minutes in used)
+        assert_no_workshop_day_beyond_its_calendar(c)
         assert c.execute(select(Order.status).where(Order.id == o5)).scalar_one() == OrderState.ALLOCATED
 
 
