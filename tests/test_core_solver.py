@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,7 @@ from solvers.allocation.core import CoreInfeasible, CoreProblem, CoreResult, che
 from solvers.allocation.core_solve import solve_core
 from solvers.allocation.data import ProblemError
 from solvers.allocation.orlib import read_gap
-
-BENCH = Path("/work/shared/bench")
+from tests.shared_bench import BENCH
 
 
 def random_problem(seed: int, demands: int, sites: int, resources: int, qmax: int) -> CoreProblem:

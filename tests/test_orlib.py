@@ -15,8 +15,8 @@ from fulfil.cli import main
 from solvers.allocation.core import check_feasible
 from solvers.allocation.core_solve import solve_core
 from solvers.allocation.orlib import FormatError, cflp_needs_capacity, read_cflp, read_gap
+from tests.shared_bench import BENCH
 
-BENCH = Path("/work/shared/bench")
 assert fulfil.cli.bench and fulfil.cli.bench_standard
 
 # 2 agents, 3 jobs. Agent 0 holds two jobs at most (weights 2, capacity 4). Best: jobs 0 and 2 on agent 0
