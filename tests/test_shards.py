@@ -418,7 +418,9 @@ def plan_jobs(engine: Engine) -> list[list[Any]]:
         return [
             list(a)
             for a in c.execute(
-                select(OutboxJob.args).where(OutboxJob.task == "plan_batch").order_by(OutboxJob.id)
+                select(OutboxJob.args)
+                .where(OutboxJob.task.in_(("plan_batch", "plan_shard")))
+                .order_by(OutboxJob.id)
             ).scalars()
         ]
 
@@ -549,17 +551,17 @@ def test_shard_and_merge_jobs_run_twice_do_it_once_and_later_batches_wait(
     with eng.connect() as c:
         assert c.execute(select(Batch.status).where(Batch.id == later)).scalar_one() == BatchState.CLOSED
 
-    jobs.plan_batch(bid, 0)
+    jobs.plan_shard(bid, 0)
     first = shard_rows(eng, bid)[0]
     assert first[1] == "solved" and first[2] is not None
-    jobs.plan_batch(bid, 0)  # solved twice: the first result stays
+    jobs.plan_shard(bid, 0)  # solved twice: the first result stays
     assert shard_rows(eng, bid)[0] == first
     n_jobs = len(plan_jobs(eng))
-    jobs.plan_batch(bid, 1)
+    jobs.plan_shard(bid, 1)
     assert len(plan_jobs(eng)) == n_jobs  # not the last shard: no merge yet
-    jobs.plan_batch(bid, 2)
+    jobs.plan_shard(bid, 2)
     assert plan_jobs(eng)[n_jobs:] == [[bid]]  # the last shard in enqueues the merge, once
-    jobs.plan_batch(bid, 2)
+    jobs.plan_shard(bid, 2)
     assert plan_jobs(eng)[n_jobs:] == [[bid]]
 
     jobs.plan_batch(bid)  # the merge
@@ -588,7 +590,7 @@ def test_a_shard_whose_data_changed_is_solved_again_by_the_merge(clean: Backend,
     close(eng, bid)
     jobs.plan_batch(bid)
     for k in range(3):
-        jobs.plan_batch(bid, k)
+        jobs.plan_shard(bid, k)
     with eng.begin() as c:  # W3 (the S3 shard's only workshop) loses an hour on day 1 after it was solved
         c.execute(
             update(WorkshopCapacity)
@@ -623,10 +625,10 @@ def test_a_failing_shard_fails_the_batch(
 
     monkeypatch.setattr(shards, "solve_one", broken)
     jobs.plan_batch(bid)
-    jobs.plan_batch(bid, 0)
+    jobs.plan_shard(bid, 0)
     with pytest.raises(ValueError, match="solver exploded"):
-        jobs.plan_batch(bid, 1)
-    jobs.plan_batch(bid, 2)  # the batch failed: nothing more is stored, no merge is enqueued
+        jobs.plan_shard(bid, 1)
+    jobs.plan_shard(bid, 2)  # the batch failed: nothing more is stored, no merge is enqueued
     jobs.plan_batch(bid)  # and a merge does nothing
     assert [s for _, s, _, _ in shard_rows(eng, bid)] == ["solved", "failed", "pending"]
     with eng.connect() as c:

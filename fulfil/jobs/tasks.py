@@ -17,6 +17,7 @@ QUEUES: tuple[str, ...] = ("intake", "plan", "default")
 REGISTRY: dict[str, str] = {
     "close_due_batches": "fulfil.batching.close_due_batches_job",
     "plan_batch": "fulfil.planning.jobs.plan_batch",
+    "plan_shard": "fulfil.planning.jobs.plan_shard",
     # intake (issue 3): normalise stored platform messages, pull increments, write tracking numbers back
     "normalise_inbox": "fulfil.intake.normalise.normalise_inbox",
     "pull_increments": "fulfil.intake.pulls.pull_increments",
@@ -26,13 +27,14 @@ REGISTRY: dict[str, str] = {
 # task name -> queue; a task not listed goes to "default".
 TASK_QUEUES: dict[str, str] = {
     "plan_batch": "plan",
+    "plan_shard": "plan",
     "normalise_inbox": "intake",
     "pull_increments": "intake",
     "confirm_shipment": "intake",
 }
 
 # task name -> seconds a run may take before rq kills it; a solve is bounded by its own time limit first.
-TIMEOUTS: dict[str, int] = {"plan_batch": 3600}
+TIMEOUTS: dict[str, int] = {"plan_batch": 3600, "plan_shard": 3600}
 DEFAULT_TIMEOUT = 600
 
 # Entry point as rq stores it (a string, so the payload never pickles a function object).

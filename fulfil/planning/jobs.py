@@ -14,7 +14,7 @@ A solve that raises leaves the batch ``failed`` with its orders back in the pool
 and an exception item, then re-raises so the worker records the job as failed.
 
 A batch with more cells than ``FULFIL_SHARD_CELLS`` is cut into independent shards solved by separate jobs
-``plan_batch(batch_id, shard)`` on any worker, and merged by ``plan_batch(batch_id)`` once all are solved
+``plan_shard(batch_id, shard)`` on any worker, and merged by ``plan_batch(batch_id)`` once all are solved
 (:mod:`fulfil.planning.shards`). Batches that closed after it wait until it is planned or failed.
 """
 
@@ -130,16 +130,11 @@ def allocate_batch(problem: AllocationProblem) -> AllocationResult:
     return solve(problem, seconds=s.plan_seconds, seed=s.plan_seed)
 
 
-def plan_batch(batch_id: int, shard: int | None = None) -> None:
+def plan_batch(batch_id: int) -> None:
     """The ``plan_batch`` task (ids only): plan the batches that closed before this one and still wait, then
     this one; each in its own transaction, each only if it is still closed. A batch cut into shards stops the
     line until it is planned: its merge enqueues the planning of the batches after it.
-
-    ``plan_batch(batch_id, shard)`` solves one shard of a cut batch (:func:`plan_shard`).
     """
-    if shard is not None:
-        plan_shard(batch_id, shard)
-        return
     eng = db.engine()
     with eng.connect() as conn:
         mine = conn.execute(select(Batch.closed_at).where(Batch.id == batch_id)).one_or_none()
@@ -188,8 +183,8 @@ def plan_one(batch_id: int) -> bool:
 
 
 def plan_shard(batch_id: int, k: int) -> None:
-    """Solve shard ``k`` of a cut batch and store it (once); the last one stored enqueues the merge. A shard
-    that raises fails the batch, marks its row failed and re-raises."""
+    """The ``plan_shard`` task: solve shard ``k`` of a cut batch and store it (once); the last one stored
+    enqueues the merge. A shard that raises fails the batch, marks its row failed and re-raises."""
     eng = db.engine()
     started = _utcnow()
     # the solve runs outside any lock (it is the part that runs in parallel); the merge checks, under the

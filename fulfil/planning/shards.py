@@ -1,14 +1,14 @@
 """Large batches planned as shards: cut, solved by several workers (on several machines), merged — in the DB.
 
 The flow, every step an rq job that carries ids only (``plan_batch(batch_id)`` or
-``plan_batch(batch_id, shard)``) and every step idempotent:
+``plan_shard(batch_id, shard)``) and every step idempotent:
 
 1. ``plan_batch(b)`` finds, under the planning lock, a closed batch with more cells than
    ``FULFIL_SHARD_CELLS``: it cuts the problem (:func:`solvers.allocation.shard.split`), writes one
-   ``plan_shards`` row per shard (``pending``) and enqueues ``plan_batch(b, k)`` for each through the
+   ``plan_shards`` row per shard (``pending``) and enqueues ``plan_shard(b, k)`` for each through the
    outbox, in one transaction. The batch stays ``closed``; batches that closed after it wait (their jobs
    return) so that every batch still spends only what the batches before it left.
-2. ``plan_batch(b, k)`` re-loads the batch, re-cuts it (deterministic: the same data, the same shards),
+2. ``plan_shard(b, k)`` re-loads the batch, re-cuts it (deterministic: the same data, the same shards),
    solves shard ``k`` with :func:`solvers.allocation.shard.solve_shard` — the very function the
    single-process :func:`solvers.allocation.shard.solve_sharded` calls — and stores its result as an ``.npz``
    with the digest of the shard's problem. Only a ``pending`` row is written: a shard solved twice keeps its
@@ -123,7 +123,7 @@ def merge_or_start(session: Session, loaded: LoadedBatch) -> MergedPlan | Shards
                     created_at=now,
                 )
             )
-            outbox.enqueue(session, "plan_batch", b, k)
+            outbox.enqueue(session, "plan_shard", b, k)
         log.info("plan_batch %d: %d cells cut into %d shards", b, problem.n_cells, len(shards))
         return ShardsPending(b, len(shards), 0)
     failed = [r for r in rows if r.status == FAILED]
