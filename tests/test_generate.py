@@ -15,12 +15,14 @@ from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import aliased
 
 import fulfil.belt.generate as gen
+import fulfil.cli.bench_belt
 import fulfil.cli.generate  # noqa: F401  (registers `generate` and `bench generate` on the CLI)
 from fulfil.belt import geo
 from fulfil.belt.generate import BeltError, BeltParams, BeltSummary, clear_belt, generate_belt
 from fulfil.cli import _COMMAND_MODULES, main
 from fulfil.db import make_engine, session_scope
 from fulfil.domain.models import (
+    AllocationDecision,
     Base,
     Belt,
     Courier,
@@ -41,6 +43,7 @@ from fulfil.domain.models import (
     Workshop,
     WorkshopCapacity,
 )
+from fulfil.domain.states import OrderState
 from fulfil.pii import PiiError, Sealer
 from tests.conftest import Backend
 
@@ -587,3 +590,33 @@ def test_cli_generate_and_bench(clean: Backend) -> None:
     assert record["bench"] == "generate" and record["database"] == clean.name
     assert record["orders"] == 1500 and record["order_lines"] >= 1500
     assert record["seconds"] > 0 and record["orders_per_s"] > 0 and record["peak_rss_mb"] > 0
+
+
+def test_bench_belt_plans_a_generated_day_and_can_roll_it_back(clean: Backend) -> None:
+    runner = CliRunner()
+    small = ["--workshops", "30", "--warehouses", "3", "--skus", "300", "--seconds", "10"]
+    first = runner.invoke(main, ["bench", "belt", "--orders", "1500", *small, "--rollback"])
+    assert first.exit_code == 0, first.output
+    record = json.loads(first.stdout.strip().splitlines()[-1])
+    assert record["bench"] == "belt" and record["database"] == clean.name and record["orders"] == 1500
+    assert record["workshops"] == 30 and record["warehouses"] == 3 and record["skus"] == 300
+    assert (
+        record["bound"] is not None and record["bound"] <= record["objective"] <= record["greedy_objective"]
+    )
+    assert record["seconds"] >= record["solve_seconds"] > 0 and record["peak_rss_mb"] > 0
+    assert record["decisions"] > 0 and record["rolled_back"] is True
+    with clean.engine.connect() as c:  # rolled back: the orders wait in the pool again, nothing is decided
+        assert c.execute(select(func.count()).select_from(AllocationDecision)).scalar_one() == 0
+        assert c.execute(select(func.count()).where(Order.status == OrderState.PAID)).scalar_one() == 1500
+
+    again = runner.invoke(main, ["bench", "belt", "--orders", "1500", *small, "--reuse"])
+    assert again.exit_code == 0, again.output
+    kept = json.loads(again.stdout.strip().splitlines()[-1])
+    assert kept["objective"] == record["objective"] and kept["rolled_back"] is False
+    with clean.engine.connect() as c:
+        assert (
+            c.execute(select(func.count()).select_from(AllocationDecision)).scalar_one() == kept["decisions"]
+        )
+
+    refused = runner.invoke(main, ["bench", "belt", "--orders", "1500", *small])
+    assert refused.exit_code == 1 and "--reuse" in refused.stderr

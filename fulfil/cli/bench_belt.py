@@ -20,7 +20,7 @@ import click
 from sqlalchemy import Engine, func, insert, select, update
 
 from fulfil import db, settings
-from fulfil.belt.generate import BeltError, BeltParams, belt_today, clear_belt, generate_belt
+from fulfil.belt.generate import BeltError, BeltParams, clear_belt, generate_belt
 from fulfil.cli.bench import bench, emit, peak_rss_mb
 from fulfil.cli.generate import _migrated_engine
 from fulfil.domain.models import Batch, Order
@@ -98,7 +98,6 @@ def belt_cmd(
             clear_belt(engine)
             _progress("cleared all rows of all tables")
         params = BeltParams.scaled(orders, workshops=workshops, warehouses=warehouses, skus=skus, seed=seed)
-        params = BeltParams(**{**params.__dict__, "day": belt_today()})
         _progress(
             f"generating {orders:,} orders, {workshops:,} workshops, {warehouses} warehouses, {skus:,} SKUs"
         )
