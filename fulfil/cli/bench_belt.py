@@ -114,8 +114,10 @@ def belt_cmd(
     with db.sessionmaker_for(engine)() as session:
         loaded = load_batch(session, batch_id)
         t_load = time.perf_counter()
+        _progress(f"  loaded in {t_load - t0:.1f} s: {loaded.problem.n_cells:,} demand cells")
         result = solve(loaded.problem, seconds=seconds, seed=0)
         t_solve = time.perf_counter()
+        _progress(f"  solved in {t_solve - t_load:.1f} s ({result.solver}); writing the plan")
         summary = write_plan(session, loaded, result, started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
         if rollback:
             session.flush()
