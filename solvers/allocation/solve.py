@@ -2,8 +2,9 @@
 
 - A problem whose model has at most ``mip_vars`` variables is first solved as a MIP (OR-Tools' bundled
   HiGHS) with most of the time: if HiGHS proves optimality, that is the plan and its bound.
-- Otherwise the LP relaxation is solved (its optimum is a bound), every lot the LP does not touch is closed,
-  and the MIP is solved over the lots left — a much smaller decision.
+- Otherwise the LP relaxation is solved (its optimum is a bound; above ``pdlp_vars`` columns by PDLP, whose
+  row prices bound it by weak duality), every lot the LP does not touch is closed, and the MIP is solved over
+  the lots left — a much smaller decision — where it is small enough to finish.
 - Every engine's plan is checked against the model's rows; the rule cascade's plan is always a candidate, so
   every run ends with a feasible plan no worse than the cascade's, and the best candidate is returned with
   the best proven bound.
@@ -99,6 +100,7 @@ def solve(
     seconds: float = 60.0,
     seed: int = 0,
     mip_vars: int = 60_000,
+    pdlp_vars: int = 300_000,
 ) -> AllocationResult:
     """Allocate ``problem`` optimally or near it, with a proven lower bound (see the module docstring)."""
     t0 = time.perf_counter()
@@ -119,12 +121,15 @@ def solve(
         bound, optimal = run.bound, run.optimal
         candidates += _plans(problem, model, run.values, "mip", seed)
     if not optimal and left() > 0:
+        # HiGHS's simplex is exact but slow past a few hundred thousand columns (61 s at 1.09 million); PDLP
+        # gives a bound from its prices whenever it stops, so a large batch has a bound within its time
+        engine = "pdlp" if model.n_vars > pdlp_vars else "highs_lp"
         try:
-            lp = solve_lp(model, seconds=max(left(), 0.1), solver="highs_lp")
+            lp = solve_lp(model, seconds=max(left(), 0.1), solver=engine)
         except LpError:
             lp = None
         if lp is not None:
-            bound = max(bound, lp.objective)
+            bound = max(bound, lp.bound)
             lb, ub = _fix_lots(model, lp.values)
             # HiGHS does not look at its time limit during presolve: a MIP far above the size it solves in
             # time would overrun the limit by minutes, so it is tried only where it fits
