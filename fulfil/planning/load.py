@@ -420,6 +420,7 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         first_day=first_day,
         ready_minute=READY_MINUTE,
         late_fen_per_unit_day=LATE_FEN_PER_UNIT_DAY,
+        max_late_days=LATE_DAYS,  # the horizon above ends where the last due day's window does
         open_lot_workshop=lot_w[first],
         open_lot_style=lot_s[first],
         open_lot_day=lot_d[first],

@@ -145,6 +145,20 @@ class AllocationProblem:
     def n_skus(self) -> int:
         return int(self.sku_style.shape[0])
 
+    def first_pick_day(self, due: I64) -> I64:
+        """The first plan day stock may be picked for cells due on ``due`` (the service window's start)."""
+        return np.clip(due - self.pick_early_days, self.first_day, self.days - 1)
+
+    def last_day(self, due: I64) -> I64:
+        """The last plan day cells due on ``due`` may still be served, late (the service window's end)."""
+        last: I64 = np.minimum(np.maximum(due, self.first_day) + self.max_late_days, self.days - 1)
+        return last
+
+    def may_take(self, owner: I64, other: I64) -> B:
+        """May merchant ``owner``'s orders take ``other``'s goods: the same merchant, or both pool."""
+        same_or_pooled: B = (owner == other) | (self.merchant_pools[owner] & self.merchant_pools[other])
+        return same_or_pooled
+
     def due_day(self) -> I64:
         """Per cell, the last plan day whose production (or picking) still meets its ship-by."""
         return np.floor_divide(self.cell_ship_by - self.ready_minute, MINUTES_PER_DAY).astype(np.int64)

@@ -47,7 +47,7 @@ import numpy as np
 
 from solvers.allocation.data import F64, I64, AllocationProblem, B
 from solvers.allocation.lp import LpError, solve_lp
-from solvers.allocation.model import Model, _expand, build_model, group_cells
+from solvers.allocation.model import Model, _expand, build_model, group_cells, stock_rows
 from solvers.allocation.result import AllocationResult, SiteKind
 
 _EPS = 1e-9
@@ -370,7 +370,7 @@ def _free(p: AllocationProblem, r: AllocationResult) -> _Free:
 
 def _owner_ok(p: AllocationProblem, a: I64, b: I64) -> B:
     """May merchant ``a``'s orders take merchant ``b``'s goods (the same, or both pool)?"""
-    ok: B = (a == b) | (p.merchant_pools[a] & p.merchant_pools[np.maximum(b, 0)] & (b >= 0))
+    ok: B = (b >= 0) & p.may_take(a, np.maximum(b, 0))  # -1: nobody's (a lot's spare without an owner)
     return ok
 
 
@@ -424,15 +424,10 @@ def _runners_up(p: AllocationProblem, r: AllocationResult, m: Model) -> dict[str
         saving = saving + np.where(made, lot_saving, 0.0)
 
     # --- candidate picks: stock rows of the cell's SKU its owner may take, on a day of the pick window ------
-    by_sku = np.argsort(p.stock_sku, kind="stable")
-    sku_start = np.searchsorted(p.stock_sku[by_sku], np.arange(p.n_skus + 1))
-    sku = p.cell_sku[cell]
-    a_of, rank = _expand(sku_start[sku + 1] - sku_start[sku])
-    row = by_sku[sku_start[sku[a_of]] + rank]
+    a_of, row = stock_rows(p, p.cell_sku[cell])
     keep = _owner_ok(p, owner[a_of], p.stock_owner[row])
     a_of, row = a_of[keep], row[keep]
-    lo = np.clip(due[a_of] - p.pick_early_days, p.first_day, p.days - 1)
-    hi = np.clip(np.maximum(due[a_of], p.first_day) + p.max_late_days, lo, p.days - 1)
+    lo, hi = p.first_pick_day(due[a_of]), p.last_day(due[a_of])
     pair, off = _expand(hi - lo + 1)
     pa, prow, pday = a_of[pair], row[pair], lo[pair] + off
     wh = p.stock_warehouse[prow]
@@ -455,8 +450,7 @@ def _runners_up(p: AllocationProblem, r: AllocationResult, m: Model) -> dict[str
     q_start = np.searchsorted(p.qual_style[by_style], np.arange(p.n_styles + 1))
     b_of, rank = _expand(q_start[style + 1] - q_start[style])
     qual = by_style[q_start[style[b_of]] + rank]
-    lo = np.full(b_of.shape[0], p.first_day)
-    hi = np.clip(np.maximum(due[b_of], p.first_day) + p.max_late_days, lo, p.days - 1)
+    lo, hi = np.full(b_of.shape[0], p.first_day), p.last_day(due[b_of])
     pair, off = _expand(hi - lo + 1)
     ma, mq, mday = b_of[pair], qual[pair], lo[pair] + off
     mw = p.qual_workshop[mq]
@@ -595,7 +589,7 @@ def _bindings(p: AllocationProblem, r: AllocationResult, m: Model, parts: dict[s
     k = cells.shape[0]
     late_n, un_n = late_q[cells].astype(np.int64), un_q[cells].astype(np.int64)
     due = p.due_day()[cells]
-    window_end = np.clip(np.maximum(due, p.first_day) + p.max_late_days, 0, p.days - 1)
+    window_end = p.last_day(due)
     # the day that would have done: the due day for late pieces, the window's last for unfilled ones
     horizon = np.where(un_n > 0, window_end, np.minimum(due, p.days - 1))
     owner, style, sku = p.cell_owner[cells], p.cell_style[cells], p.cell_sku[cells]
@@ -613,10 +607,7 @@ def _bindings(p: AllocationProblem, r: AllocationResult, m: Model, parts: dict[s
     past = (un_n == 0) & (due < p.first_day)
 
     # stock the owner may take: any at all, any left free, any a warehouse can still pick in time
-    by_sku = np.argsort(p.stock_sku, kind="stable")
-    sku_start = np.searchsorted(p.stock_sku[by_sku], np.arange(p.n_skus + 1))
-    c_of, rank = _expand(sku_start[sku + 1] - sku_start[sku])
-    row = by_sku[sku_start[sku[c_of]] + rank]
+    c_of, row = stock_rows(p, sku)
     okr = _owner_ok(p, owner[c_of], p.stock_owner[row]) & (p.stock_available[row] > 0)
     c_of, row = c_of[okr], row[okr]
     stock_any = np.zeros(k, np.bool_)
@@ -625,7 +616,7 @@ def _bindings(p: AllocationProblem, r: AllocationResult, m: Model, parts: dict[s
     stock_free = np.zeros(k, np.bool_)
     stock_free[c_of[free_row]] = True
     c_of, row = c_of[free_row], row[free_row]
-    lo = np.clip(due[c_of] - p.pick_early_days, p.first_day, p.days - 1)
+    lo = p.first_pick_day(due[c_of])
     hi = np.minimum(horizon[c_of], p.days - 1)
     span = np.maximum(hi - lo + 1, 0)
     pair, off = _expand(span)

@@ -55,6 +55,7 @@ class _Greedy:
         self.avail = p.stock_available.astype(np.int64, copy=True)
         self.premium = p.overtime_fen_per_minute
         self.due = p.due_day()
+        self.last_day = p.last_day(self.due)
         self.pools = p.merchant_pools
 
         # qualifications grouped by style
@@ -405,7 +406,7 @@ class _Greedy:
                 if need:
                     need = self.make(c, need, first, hi, overtime=True)
             d = max(first, due + 1)
-            last = min(days - 1, max(due, first) + p.max_late_days)
+            last = int(self.last_day[c])
             while need and d <= last:
                 need = self.take_stock(c, need, d, d)
                 if need:

@@ -41,10 +41,6 @@ from solvers.allocation.data import F64, I64, AllocationProblem
 
 T = TypeVar("T", bound=np.generic)
 
-# the defaults of the problem's service window (AllocationProblem.pick_early_days / max_late_days)
-PICK_EARLY = 1
-LATE_DAYS = 3
-
 
 @dataclass(frozen=True, eq=False)
 class Groups:
@@ -121,13 +117,12 @@ def _expand(counts: I64) -> tuple[I64, I64]:
     return parent, np.arange(parent.shape[0], dtype=np.int64) - first[parent]
 
 
-def _window(due: I64, early: int | None, p: AllocationProblem) -> tuple[I64, I64]:
-    """The plan days a group due on ``due`` may be served on: ``early`` days before it (any earlier plan day
-    if None) to the problem's ``max_late_days`` after."""
-    first, days = p.first_day, p.days
-    lo = np.clip(due - early, first, days - 1) if early is not None else np.full(due.shape[0], first)
-    hi = np.clip(np.maximum(due, first) + p.max_late_days, lo, days - 1)
-    return lo, hi
+def stock_rows(p: AllocationProblem, sku: I64) -> tuple[I64, I64]:
+    """Every stock row of each item's SKU: pairs (item, row), item by item."""
+    by_sku = np.argsort(p.stock_sku, kind="stable")
+    start = np.searchsorted(p.stock_sku[by_sku], np.arange(p.n_skus + 1))
+    item, rank = _expand(start[sku + 1] - start[sku])
+    return item, by_sku[start[sku[item]] + rank]
 
 
 @dataclass(frozen=True, eq=False)
@@ -205,16 +200,10 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     n_g, n_h = gr.n_g, gr.n_h
 
     # --- pick: stock rows of the group's SKU that its owner may take, on each day of its window ----------
-    by_sku = np.argsort(p.stock_sku, kind="stable")
-    sku_start = np.searchsorted(p.stock_sku[by_sku], np.arange(p.n_skus + 1))
-    cnt = sku_start[gr.g_sku + 1] - sku_start[gr.g_sku]
-    g_of, rank = _expand(cnt)
-    row = by_sku[sku_start[gr.g_sku[g_of]] + rank]
-    row_owner, g_owner = p.stock_owner[row], gr.g_owner[g_of]
-    ok = (row_owner == g_owner) | (p.merchant_pools[row_owner] & p.merchant_pools[g_owner])
-    ok &= p.stock_available[row] > 0
+    g_of, row = stock_rows(p, gr.g_sku)
+    ok = p.may_take(gr.g_owner[g_of], p.stock_owner[row]) & (p.stock_available[row] > 0)
     g_of, row = g_of[ok], row[ok]
-    lo, hi = _window(gr.g_due[g_of], p.pick_early_days, p)
+    lo, hi = p.first_pick_day(gr.g_due[g_of]), p.last_day(gr.g_due[g_of])
     pair, off = _expand(hi - lo + 1)
     pick_g, pick_row, pick_day = g_of[pair], row[pair], lo[pair] + off
     wh = p.stock_warehouse[pick_row]
@@ -231,7 +220,7 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     qcnt = q_start[gr.h_style + 1] - q_start[gr.h_style]
     h_of, rank = _expand(qcnt)
     qual = by_style[q_start[gr.h_style[h_of]] + rank]
-    lo, hi = _window(gr.h_due[h_of], None, p)
+    lo, hi = np.full(h_of.shape[0], p.first_day), p.last_day(gr.h_due[h_of])  # lots: any earlier day
     pair, off = _expand(hi - lo + 1)
     arc_h, arc_qual, arc_day = h_of[pair], qual[pair], lo[pair] + off
     lot_key_of_arc = arc_qual * days + arc_day
@@ -270,9 +259,8 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
         qualified = np.isin(
             p.open_lot_workshop[so] * n_s + p.open_lot_style[so], p.qual_workshop * n_s + p.qual_style
         )
-        ok = ((own_h == own_o) | (p.merchant_pools[own_h] & p.merchant_pools[own_o])) & qualified
-        lo, hi = _window(gr.h_due[sh], None, p)
-        ok &= (p.open_lot_day[so] >= lo) & (p.open_lot_day[so] <= hi)
+        ok = p.may_take(own_h, own_o) & qualified
+        ok &= (p.open_lot_day[so] >= p.first_day) & (p.open_lot_day[so] <= p.last_day(gr.h_due[sh]))
         spare_h, spare_open = sh[ok], so[ok]
     is_open = lot_open >= 0
     lot_min = np.where(is_open, 0, lot_min)
@@ -410,13 +398,13 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
         [(lot_res, v("prod"), mpu), (np.arange(n_res, dtype=np.int64), v("extra"), -1.0)],
     )
     # each stock row gives no more than it holds (across days)
-    stock_rows, pick_stock = np.unique(pick_row, return_inverse=True)
+    picked_rows, pick_stock = np.unique(pick_row, return_inverse=True)
     pick_stock = pick_stock.reshape(-1).astype(np.int64)
     rows(
         "stock",
-        stock_rows.shape[0],
+        picked_rows.shape[0],
         -np.inf,
-        p.stock_available[stock_rows].astype(np.float64),
+        p.stock_available[picked_rows].astype(np.float64),
         [(pick_stock, v("pick"), 1.0)],
     )
     # handling lines of a warehouse on a day

@@ -35,7 +35,7 @@ from scipy.sparse.csgraph import connected_components
 
 from solvers.allocation.data import I64, AllocationProblem, as_i64
 from solvers.allocation.lp import LpError, solve_lp
-from solvers.allocation.model import build_model, group_cells
+from solvers.allocation.model import build_model, group_cells, stock_rows
 from solvers.allocation.result import AllocationResult, SiteKind
 from solvers.allocation.solve import solve
 
@@ -164,21 +164,13 @@ def _eligible(p: AllocationProblem) -> tuple[I64, I64, I64, I64]:
     """Pairs (cell, warehouse) where a served cell may take stock, with the first and last day of its pick
     window (the problem's: ``pick_early_days`` before its due day to ``max_late_days`` after)."""
     served = p.province_shipping_fen[p.cell_province] >= 0
-    by_sku = np.argsort(p.stock_sku, kind="stable")
-    start = np.searchsorted(p.stock_sku[by_sku], np.arange(p.n_skus + 1))
-    cnt = (start[p.cell_sku + 1] - start[p.cell_sku]) * served
-    cell = np.repeat(np.arange(p.n_cells, dtype=np.int64), cnt)
-    rank = np.arange(cell.shape[0], dtype=np.int64) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-    row = by_sku[start[p.cell_sku[cell]] + rank]
-    own, row_owner = p.cell_owner[cell], p.stock_owner[row]
-    ok = (own == row_owner) | (p.merchant_pools[own] & p.merchant_pools[row_owner])
-    ok &= p.stock_available[row] > 0
+    cell, row = stock_rows(p, p.cell_sku)
+    ok = served[cell] & p.may_take(p.cell_owner[cell], p.stock_owner[row]) & (p.stock_available[row] > 0)
     cell, wh = cell[ok], p.stock_warehouse[row[ok]]
     key = np.unique(cell * max(p.n_warehouses, 1) + wh)
     cell, wh = key // max(p.n_warehouses, 1), key % max(p.n_warehouses, 1)
     due = p.due_day()[cell]
-    lo = np.clip(due - p.pick_early_days, p.first_day, p.days - 1)
-    hi = np.clip(np.maximum(due, p.first_day) + p.max_late_days, lo, p.days - 1)
+    lo, hi = p.first_pick_day(due), p.last_day(due)
     return cell.astype(np.int64), wh.astype(np.int64), lo.astype(np.int64), hi.astype(np.int64)
 
 
