@@ -32,6 +32,11 @@ def peak_rss_mb() -> float:
     return round(rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024, 1)
 
 
+def progress(message: str) -> None:
+    """A progress line on stderr, where it stays out of the JSON on stdout."""
+    click.echo(message, err=True)
+
+
 def emit(result: dict[str, Any]) -> None:
     """Print one benchmark result as one JSON line on stdout."""
     click.echo(json.dumps(result, ensure_ascii=False))
@@ -187,7 +192,7 @@ def normalise_cmd(orders: int, workers: int, per_push: int, latency_ms: float, l
             latency_ms=latency_ms,
             listing=listing,
             seed=time.time_ns() % 100_000,
-            progress=lambda m: click.echo(m, err=True),
+            progress=progress,
         )
     except normbench.BusyQueue as exc:
         raise click.ClickException(str(exc)) from None

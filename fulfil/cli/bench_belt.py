@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, insert, select, update
 
 from fulfil import db, settings
 from fulfil.belt.generate import BeltError, BeltParams, clear_belt, generate_belt
-from fulfil.cli.bench import bench, emit, peak_rss_mb
+from fulfil.cli.bench import bench, emit, peak_rss_mb, progress
 from fulfil.cli.generate import _migrated_engine
 from fulfil.domain.models import Batch, Order
 from fulfil.domain.states import BatchState, OrderState
@@ -29,10 +29,6 @@ from fulfil.pii import Sealer
 from fulfil.planning.load import load_batch
 from fulfil.planning.write import write_plan
 from solvers.allocation import allocate, solve
-
-
-def _progress(message: str) -> None:
-    click.echo(message, err=True)
 
 
 def _one_batch(engine: Engine) -> tuple[int, int]:
@@ -96,9 +92,9 @@ def belt_cmd(
     if not reuse:
         if reset:
             clear_belt(engine)
-            _progress("cleared all rows of all tables")
+            progress("cleared all rows of all tables")
         params = BeltParams.scaled(orders, workshops=workshops, warehouses=warehouses, skus=skus, seed=seed)
-        _progress(
+        progress(
             f"generating {orders:,} orders, {workshops:,} workshops, {warehouses} warehouses, {skus:,} SKUs"
         )
         t = time.perf_counter()
@@ -106,18 +102,18 @@ def belt_cmd(
             generate_belt(engine, params, Sealer(settings.get().pii_key))
         except BeltError as exc:
             raise click.ClickException(f"{exc} (--reset clears it, --reuse plans what is there)") from None
-        _progress(f"  generated in {time.perf_counter() - t:.1f} s")
+        progress(f"  generated in {time.perf_counter() - t:.1f} s")
     batch_id, n = _one_batch(engine)
-    _progress(f"batch {batch_id}: {n:,} orders; loading, solving ({seconds:g} s limit), writing")
+    progress(f"batch {batch_id}: {n:,} orders; loading, solving ({seconds:g} s limit), writing")
 
     t0 = time.perf_counter()
     with db.sessionmaker_for(engine)() as session:
         loaded = load_batch(session, batch_id)
         t_load = time.perf_counter()
-        _progress(f"  loaded in {t_load - t0:.1f} s: {loaded.problem.n_cells:,} demand cells")
+        progress(f"  loaded in {t_load - t0:.1f} s: {loaded.problem.n_cells:,} demand cells")
         result = solve(loaded.problem, seconds=seconds, seed=0)
         t_solve = time.perf_counter()
-        _progress(f"  solved in {t_solve - t_load:.1f} s ({result.solver}); writing the plan")
+        progress(f"  solved in {t_solve - t_load:.1f} s ({result.solver}); writing the plan")
         summary = write_plan(session, loaded, result, started_at=dt.datetime.now(dt.UTC).replace(tzinfo=None))
         if rollback:
             session.flush()

@@ -16,7 +16,7 @@ from typing import Any
 import click
 import numpy as np
 
-from fulfil.cli.bench import bench, emit
+from fulfil.cli.bench import bench, emit, progress
 from solvers.allocation.core import CoreResult
 from solvers.allocation.core_solve import solve_core
 from solvers.allocation.orlib import (
@@ -43,13 +43,9 @@ def _table(path: Path, name: str) -> dict[str, list[str]]:
     return {row[0]: row[1:] for row in rows[1:] if row}
 
 
-def _progress(message: str) -> None:
-    click.echo(message, err=True)
-
-
 def _unreadable(name: str, message: str) -> None:
     """A file that cannot be benchmarked gets its own JSON line; the others still run."""
-    _progress(f"  {message}")
+    progress(f"  {message}")
     emit({"instance": name, "error": message})
 
 
@@ -123,7 +119,7 @@ def gap_command(files: tuple[Path, ...], seconds: float, seed: int, workers: int
             _unreadable(path.name, str(exc))
             continue
         problem = to_gap_problem(g, path.name)
-        _progress(f"gap {path.name}: {g.agents} agents × {g.jobs} jobs, {seconds:g} s")
+        progress(f"gap {path.name}: {g.agents} agents × {g.jobs} jobs, {seconds:g} s")
         result = solve_core(problem, seconds=seconds, seed=seed, workers=workers)
         # arcs are job-major: arc j·m + i is job j on agent i
         used = np.flatnonzero(result.flow > 0)
@@ -140,7 +136,7 @@ def gap_command(files: tuple[Path, ...], seconds: float, seed: int, workers: int
         line["feasible"] = not problems
         if problems:
             line["problems"] = problems[:10]
-        _progress(
+        progress(
             f"  objective {result.objective:g}, bound {result.bound:g}"
             + (f", best known {line['best_known']:g}" if "best_known" in line else "")
             + f", {result.seconds:.1f} s, {result.status}"
@@ -197,7 +193,7 @@ def cflp_command(
                 _unreadable(name, str(exc))
                 continue
             problem = to_cflp_problem(c, name, fixed_cost_scale=fixed_cost_scale)
-            _progress(f"cflp {name}: {c.facilities} facilities × {c.customers} customers, {seconds:g} s")
+            progress(f"cflp {name}: {c.facilities} facilities × {c.customers} customers, {seconds:g} s")
             result = solve_core(problem, seconds=seconds, seed=seed)
             used = np.flatnonzero(result.flow > 0)
             flows = [
@@ -217,7 +213,7 @@ def cflp_command(
             line["feasible"] = not problems
             if problems:
                 line["problems"] = problems[:10]
-            _progress(
+            progress(
                 f"  objective {result.objective:.3f}, bound {result.bound:.3f}"
                 + (f", optimum {line['optimum']:.3f}" if "optimum" in line else "")
                 + f", {result.seconds:.1f} s, {result.status}"
