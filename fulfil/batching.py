@@ -30,6 +30,7 @@ import numpy.typing as npt
 from sqlalchemy import column, func, insert, literal, select, table, text, tuple_, update
 from sqlalchemy.orm import Session
 
+from fulfil import db
 from fulfil.domain.models import Batch, Order
 from fulfil.domain.states import BATCH, ORDER, BatchEvent, BatchState, OrderEvent, OrderState
 from fulfil.jobs import outbox
@@ -70,9 +71,7 @@ def _serialise(session: Session) -> None:
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     else:
-        # A write statement takes SQLite's write lock for the rest of the transaction, even when it matches
-        # nothing; reading first would let another writer slip in and fail our later write.
-        session.execute(text("UPDATE batches SET id = id WHERE 0"))
+        db.sqlite_write_lock(session)
 
 
 # --- assignment ----------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,6 +48,18 @@ def engine(url: str | None = None) -> Engine:
     if key not in _engines:
         _engines[key] = make_engine(url)
     return _engines[key]
+
+
+def sqlite_write_lock(session_or_conn: Session | Connection, table: str = "batches") -> None:
+    """On SQLite, take the database write lock now, at the start of a transaction that reads then writes.
+
+    A deferred SQLite transaction that reads first and writes later fails outright (not after the busy
+    timeout) when another connection committed in between; a write statement, even one matching nothing,
+    takes the lock for the rest of the transaction, so concurrent writers queue up instead. A no-op elsewhere.
+    """
+    bind = session_or_conn.get_bind() if isinstance(session_or_conn, Session) else session_or_conn
+    if bind.dialect.name == "sqlite":
+        session_or_conn.execute(text(f"UPDATE {table} SET id = id WHERE 0"))
 
 
 def sessionmaker_for(eng: Engine) -> sessionmaker[Session]:

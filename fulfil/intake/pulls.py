@@ -121,6 +121,9 @@ def pull_increments(platform: str, shop_code: str) -> PullSummary:
     now = _utcnow()
     horizon = _whole_second(now - SAFETY_LAG)
     with db.session_scope(eng) as session:
+        # the pull reads its shop and cursor, then writes the cursor: on SQLite a planner committing in
+        # between made that write fail ("database is locked") instead of waiting
+        db.sqlite_write_lock(session, "intake_cursors")
         shop = session.execute(
             select(PlatformShop.id, PlatformShop.merchant_id).where(
                 PlatformShop.platform == Platform(platform), PlatformShop.shop_code == shop_code

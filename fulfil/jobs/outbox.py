@@ -25,9 +25,10 @@ from typing import Any, NamedTuple
 import redis
 from rq import Queue
 from rq.exceptions import DuplicateJobError
-from sqlalchemy import Connection, Engine, case, event, func, select, text
+from sqlalchemy import Connection, Engine, case, event, func, select
 from sqlalchemy.orm import Session, SessionTransaction
 
+from fulfil import db
 from fulfil.domain.models import OutboxJob
 from fulfil.jobs import tasks
 
@@ -206,10 +207,7 @@ def _drain_chunk(
     engine: Engine, connection: redis.Redis, limit: int, ids: Sequence[int] | None
 ) -> tuple[int, int]:
     with engine.begin() as conn:
-        if conn.dialect.name == "sqlite":
-            # A deferred SQLite transaction that reads and then writes fails outright if another writer
-            # committed in between; taking the write lock first makes concurrent drainers queue up instead.
-            conn.execute(text("UPDATE outbox SET id = id WHERE 0"))
+        db.sqlite_write_lock(conn, "outbox")  # concurrent drainers queue up
         query = select(
             OutboxJob.id, OutboxJob.queue, OutboxJob.task, OutboxJob.args, OutboxJob.created_at
         ).where(OutboxJob.enqueued_at.is_(None))

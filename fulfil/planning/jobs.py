@@ -62,9 +62,7 @@ def _lock_batch(session: Session, batch_id: int) -> BatchState | None:
         take_planning_lock(session)
         query = select(Batch.status).where(Batch.id == batch_id).with_for_update()
     else:
-        # Writing first takes SQLite's write lock before our snapshot begins; reading first would let
-        # another planner commit in between and make our write fail.
-        session.execute(text("UPDATE batches SET id = id WHERE 0"))
+        db.sqlite_write_lock(session)  # before our snapshot begins: another planner cannot slip in
         query = select(Batch.status).where(Batch.id == batch_id)
     status = session.execute(query).scalar_one_or_none()
     return None if status is None else BatchState(status)

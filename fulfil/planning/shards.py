@@ -30,10 +30,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import CursorResult, case, func, select, text, update
+from sqlalchemy import CursorResult, case, func, select, update
 from sqlalchemy.orm import Session
 
-from fulfil import settings
+from fulfil import db, settings
 from fulfil.domain.models import Batch, PlanShard
 from fulfil.domain.states import BatchState
 from fulfil.jobs import outbox
@@ -202,7 +202,7 @@ def lock_batch_row(session: Session, batch_id: int) -> BatchState | None:
             select(Batch.status).where(Batch.id == batch_id).with_for_update()
         ).scalar_one_or_none()
     else:
-        session.execute(text("UPDATE batches SET id = id WHERE 0"))
+        db.sqlite_write_lock(session)
         status = session.execute(select(Batch.status).where(Batch.id == batch_id)).scalar_one_or_none()
     return None if status is None else BatchState(status)
 
