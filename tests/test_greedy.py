@@ -104,6 +104,8 @@ def test_made_at_the_nearest_qualified_workshop_on_the_earliest_day() -> None:
         "shipping_fen": 5_000,
         "late_fen": 0,
         "unfilled_fen": 0,
+        "split_fen": 0,
+        "churn_fen": 0,
     }
     assert r.objective_fen == 15_000
     assert r.used_regular[0, 0, 0] == 10.0 and r.used_regular.sum() == 10.0

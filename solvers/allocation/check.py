@@ -114,7 +114,83 @@ def check_plan(p: AllocationProblem, r: AllocationResult) -> list[str]:
         errors.append(
             f"workshop {w}, family {f}, day {d}: {used[w, f, d]:.1f} minutes made, more than it has"
         )
+    errors += _check_orders(p, r)
+    errors += _check_churn(p, r)
     # the costs the plan reports add up to its objective
     if r.objective_fen != sum(r.costs().values()):
         errors.append("the cost parts do not add up to the objective")
     return errors
+
+
+def _check_orders(p: AllocationProblem, r: AllocationResult) -> list[str]:
+    """The listed order lines' pieces: each line whole, each from its own cell, no source over-drawn, the
+    unlisted lines' pieces left in every cell; and the split-shipment penalty recounted from them."""
+    errors: list[str] = []
+    n_lines = p.order_line_cell.shape[0]
+    line, src, qty = r.piece_line, r.piece_source, r.piece_quantity
+    if np.any(qty <= 0) or np.any((line < 0) | (line >= n_lines)):
+        return ["a listed order line's piece is empty or names no listed line"]
+    n_alloc, n_unf = r.alloc_cell.shape[0], r.unfilled_cell.shape[0]
+    if np.any((src >= n_alloc) | (src < -n_unf)):
+        return ["a listed order line's piece names no allocation or unfilled entry"]
+    is_alloc = src >= 0
+    unf = -1 - src
+    src_cell = np.where(is_alloc, r.alloc_cell[np.where(is_alloc, src, 0)] if n_alloc else -1, -1)
+    src_cell = np.where(is_alloc, src_cell, r.unfilled_cell[np.where(is_alloc, 0, unf)] if n_unf else -1)
+    if np.any(src_cell != p.order_line_cell[line]):
+        errors.append("a listed order line takes pieces of another cell")
+    whole = np.bincount(line, weights=qty, minlength=n_lines)
+    if np.any(whole != p.order_line_quantity):
+        i = int(np.flatnonzero(whole != p.order_line_quantity)[0])
+        errors.append(
+            f"listed order line {i}: {int(whole[i])} pieces cut, it holds {int(p.order_line_quantity[i])}"
+        )
+    drawn_alloc = np.bincount(src[is_alloc], weights=qty[is_alloc], minlength=n_alloc)
+    drawn_unf = np.bincount(unf[~is_alloc], weights=qty[~is_alloc], minlength=n_unf)
+    if np.any(drawn_alloc > r.alloc_quantity) or np.any(drawn_unf > r.unfilled_quantity):
+        errors.append("listed order lines take more pieces from an allocation than it has")
+    # what the cells' unlisted lines (a piece each at least) are left
+    listed_n = np.bincount(p.order_line_cell, minlength=p.n_cells)
+    left = np.bincount(
+        r.alloc_cell, weights=r.alloc_quantity - drawn_alloc, minlength=p.n_cells
+    ) + np.bincount(r.unfilled_cell, weights=r.unfilled_quantity - drawn_unf, minlength=p.n_cells)
+    if np.any(left < p.cell_lines - listed_n):
+        errors.append("a cell's unlisted order lines are left fewer pieces than they hold")
+    # the penalty: per listed order, the sites (kind and index) of its served pieces, less one
+    order_of_line = np.searchsorted(p.order_start, np.arange(n_lines), side="right") - 1
+    o = order_of_line[line[is_alloc]]
+    k, st = r.alloc_kind[src[is_alloc]], r.alloc_site[src[is_alloc]]
+    by = np.lexsort((st, k, o))
+    o, k, st = o[by], k[by], st[by]
+    new_site = np.ones(o.shape[0], np.bool_)
+    new_site[1:] = (o[1:] != o[:-1]) | (k[1:] != k[:-1]) | (st[1:] != st[:-1])
+    new_order = np.ones(o.shape[0], np.bool_)
+    new_order[1:] = o[1:] != o[:-1]
+    extra = int(new_site.sum() - new_order.sum())
+    if r.split_fen != extra * p.split_fen_per_parcel:
+        errors.append(
+            f"split_fen is {r.split_fen}; {extra} parcels past the orders' first cost "
+            f"{extra * p.split_fen_per_parcel}"
+        )
+    return errors
+
+
+def _check_churn(p: AllocationProblem, r: AllocationResult) -> list[str]:
+    """Churn recounted: per cell and site, the previous plan's pieces the new plan does not have there."""
+    if p.prev_cell.size == 0:
+        return [] if r.churn_fen == 0 else [f"churn_fen is {r.churn_fen} with no previous plan"]
+    # previous and new pieces in one table of (cell, kind, site, previous, new), summed per (cell, kind, site)
+    cell = np.concatenate((p.prev_cell, r.alloc_cell))
+    kind = np.concatenate((p.prev_kind, r.alloc_kind))
+    site = np.concatenate((p.prev_site, r.alloc_site))
+    before = np.concatenate((p.prev_quantity, np.zeros(r.alloc_cell.shape[0], np.int64)))
+    after = np.concatenate((np.zeros(p.prev_cell.shape[0], np.int64), r.alloc_quantity))
+    by = np.lexsort((site, kind, cell))
+    cell, kind, site, before, after = cell[by], kind[by], site[by], before[by], after[by]
+    start = np.ones(cell.shape[0], np.bool_)
+    start[1:] = (cell[1:] != cell[:-1]) | (kind[1:] != kind[:-1]) | (site[1:] != site[:-1])
+    at = np.flatnonzero(start)
+    moved = int(np.maximum(np.add.reduceat(before, at) - np.add.reduceat(after, at), 0).sum())
+    if r.churn_fen != moved * p.churn_fen_per_unit:
+        return [f"churn_fen is {r.churn_fen}; {moved} pieces moved cost {moved * p.churn_fen_per_unit}"]
+    return []

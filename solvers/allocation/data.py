@@ -113,6 +113,27 @@ class AllocationProblem:
     open_lot_spare: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     open_lot_owner: I64 = field(default_factory=lambda: np.empty(0, np.int64))  # whose stock the spare is
 
+    # --- orders of more than one piece, for the split-shipment penalty (CSR) -------------------------------
+    # Order ``o``'s lines are ``order_line_*[order_start[o]:order_start[o + 1]]``, each in one cell. An order
+    # ships one parcel per site its pieces come from; each parcel past the first costs
+    # ``split_fen_per_parcel``. Orders of a single piece cannot split and need not be listed: a cell's
+    # pieces not on a listed line are its unlisted lines' (one parcel each). No order listed: no penalty.
+    order_start: I64 = field(default_factory=lambda: np.zeros(1, np.int64))
+    order_line_cell: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    order_line_quantity: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    split_fen_per_parcel: int = 0
+
+    # --- the previous plan of these cells, when the batch is planned again: churn -------------------------
+    # Per entry: a cell's pieces at a site (``prev_kind``: 0 warehouse, 1 workshop, as ``SiteKind``) on a day.
+    # Every piece of the previous plan not at the same site (kind and index) in the new plan costs
+    # ``churn_fen_per_unit``; the day may change freely. No entries: no churn.
+    prev_cell: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    prev_kind: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    prev_site: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    prev_day: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    prev_quantity: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    churn_fen_per_unit: int = 0
+
     def __post_init__(self) -> None:
         self.validate()
 
@@ -144,6 +165,21 @@ class AllocationProblem:
     @property
     def n_skus(self) -> int:
         return int(self.sku_style.shape[0])
+
+    @property
+    def n_orders(self) -> int:
+        """Orders listed for the split-shipment penalty (those of more than one piece)."""
+        return int(self.order_start.shape[0]) - 1
+
+    @property
+    def n_order_lines(self) -> int:
+        return int(self.order_line_cell.shape[0])
+
+    def order_line_order(self) -> I64:
+        """The listed order of each listed order line."""
+        counts = np.diff(self.order_start)
+        out: I64 = np.repeat(np.arange(self.n_orders, dtype=np.int64), counts)
+        return out
 
     def first_pick_day(self, due: I64) -> I64:
         """The first plan day stock may be picked for cells due on ``due`` (the service window's start)."""
@@ -282,6 +318,8 @@ class AllocationProblem:
             raise ProblemError("late_fen_per_unit_day: negative")
         if self.unfilled_fen_per_unit < 0:
             raise ProblemError("unfilled_fen_per_unit: negative")
+        self._validate_orders()
+        self._validate_previous()
         pairs = self.qual_workshop * max(self.n_styles, 1) + self.qual_style
         if np.unique(pairs).shape[0] != pairs.shape[0]:
             raise ProblemError("qual_workshop/qual_style: a workshop is qualified twice for one style")
@@ -294,6 +332,74 @@ class AllocationProblem:
         key = key + self.stock_sku
         if np.unique(key).shape[0] != key.shape[0]:
             raise ProblemError("stock_warehouse/stock_owner/stock_sku: a stock row is given twice")
+
+    def _validate_orders(self) -> None:
+        start = self.order_start
+        if start.ndim != 1 or start.shape[0] < 1 or start[0] != 0:
+            raise ProblemError("order_start: expected one offset per listed order and one more, from 0")
+        steps = np.diff(start)
+        if steps.size and steps.min() < 1:
+            bad = int(np.argmin(steps))
+            raise ProblemError(f"order_start: order {bad} has no lines")
+        self._same_length("listed order line", ["order_line_cell", "order_line_quantity"])
+        if int(start[-1]) != self.n_order_lines:
+            raise ProblemError(
+                f"order_start: ends at {int(start[-1])}, there are {self.n_order_lines} listed order lines"
+            )
+        self._index("order_line_cell", self.order_line_cell, self.n_cells)
+        q = self.order_line_quantity
+        if q.size and q.min() < 1:
+            raise ProblemError(f"order_line_quantity: order line {int(q.argmin())} has {int(q.min())} pieces")
+        if self.split_fen_per_parcel < 0:
+            raise ProblemError("split_fen_per_parcel: negative")
+        if not q.size:
+            return
+        listed_q = np.bincount(self.order_line_cell, weights=q, minlength=self.n_cells).astype(np.int64)
+        listed_n = np.bincount(self.order_line_cell, minlength=self.n_cells).astype(np.int64)
+        # the unlisted lines of a cell hold at least a piece each
+        rest_q, rest_n = self.cell_quantity - listed_q, self.cell_lines - listed_n
+        bad_cells = np.flatnonzero((rest_n < 0) | (rest_q < rest_n))
+        if bad_cells.size:
+            c = int(bad_cells[0])
+            raise ProblemError(
+                f"order_line_quantity: cell {c}'s listed order lines hold {int(listed_q[c])} pieces in "
+                f"{int(listed_n[c])} lines, the cell {int(self.cell_quantity[c])} in "
+                f"{int(self.cell_lines[c])}"
+            )
+
+    def _validate_previous(self) -> None:
+        self._same_length(
+            "previous plan entry", ["prev_cell", "prev_kind", "prev_site", "prev_day", "prev_quantity"]
+        )
+        if self.churn_fen_per_unit < 0:
+            raise ProblemError("churn_fen_per_unit: negative")
+        if not self.prev_cell.size:
+            return
+        self._index("prev_cell", self.prev_cell, self.n_cells)
+        self._index("prev_kind", self.prev_kind, 2)
+        self._index("prev_day", self.prev_day, self.days)
+        for kind, n, what in ((0, self.n_warehouses, "warehouse"), (1, self.n_workshops, "workshop")):
+            sites = self.prev_site[self.prev_kind == kind]
+            if sites.size and (sites.min() < 0 or sites.max() >= n):
+                entry = int(
+                    np.flatnonzero((self.prev_kind == kind) & ((self.prev_site < 0) | (self.prev_site >= n)))[
+                        0
+                    ]
+                )
+                raise ProblemError(
+                    f"prev_site: entry {entry} names {what} {int(self.prev_site[entry])}, outside 0..{n - 1}"
+                )
+        q = self.prev_quantity
+        if q.min() < 1:
+            raise ProblemError(f"prev_quantity: entry {int(q.argmin())} has {int(q.min())} pieces")
+        held = np.bincount(self.prev_cell, weights=q, minlength=self.n_cells).astype(np.int64)
+        over = np.flatnonzero(held > self.cell_quantity)
+        if over.size:
+            c = int(over[0])
+            raise ProblemError(
+                f"prev_quantity: the previous plan gives cell {c} {int(held[c])} pieces, it holds "
+                f"{int(self.cell_quantity[c])}"
+            )
 
     def _same_length(self, what: str, names: list[str]) -> None:
         n = getattr(self, names[0]).shape[0]
@@ -316,6 +422,8 @@ class AllocationProblem:
             "workshops": self.n_workshops,
             "warehouses": self.n_warehouses,
             "days": self.days,
+            "orders_listed": self.n_orders,
+            "previous_plan_pieces": int(self.prev_quantity.sum()),
         }
 
 

@@ -20,18 +20,23 @@ minimum lot fits; it is made in at least that many
 pieces and the surplus above the cells' demand goes to the owner's stock (its minutes and unit cost count).
 Overtime is used only once no qualified workshop has regular time before ship-by: it costs a premium.
 
-The loop runs over cells, never over orders; everything per-cell is a handful of array look-ups.
+The loop runs over cells, never over orders; everything per-cell is a handful of array look-ups. The cascade
+ignores orders and the previous plan while it places pieces; its plan is then cut into the listed orders'
+lines and its split-shipment penalty and churn counted exactly as for the optimiser's
+(:func:`solvers.allocation.orders.finish`), so the two objectives compare.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from solvers.allocation.data import F64, I64, AllocationProblem, as_bool, as_f64, as_i64
+from solvers.allocation.orders import finish
 from solvers.allocation.result import AllocationResult, SiteKind, Unfilled, Why
 
 _EPS = 1e-9
@@ -472,4 +477,6 @@ def allocate(problem: AllocationProblem) -> AllocationResult:
     t0 = time.perf_counter()
     g = _Greedy(problem)
     g.run()
-    return g.result(time.perf_counter() - t0)
+    # the listed orders' lines, their split-shipment penalty and churn, counted as for the optimiser's plans
+    result = finish(problem, g.result(0.0))
+    return replace(result, seconds=time.perf_counter() - t0)

@@ -14,7 +14,11 @@ Variables, in this order (each block is a slice of :class:`Model`):
 - ``arc``    a style group takes pieces of a lot (workshop × style × day) (lateness);
 - ``prod``   a lot's production, including a minimum lot's surplus (unit cost; minutes of capacity);
 - ``open``   a lot is made at all (changeover; 0/1, relaxed to [0, 1] in the LP);
-- ``extra``  overtime minutes of a workshop, process family and day (premium per minute).
+- ``extra``  overtime minutes of a workshop, process family and day (premium per minute);
+- ``keep``   pieces of the previous plan kept at their site, when the batch is planned again: per SKU group
+  and warehouse (at most its cells' previous pieces there, at most its picks there) and per style group and
+  workshop (likewise, at most its pieces from that workshop's lots and spares); each earns back the churn
+  penalty, which :func:`constant_fen` charges for every previous piece up front.
 
 Picks happen at most ``problem.pick_early_days`` days before a group's due day; lots may be made on any
 earlier plan day, because one minimum lot made early often serves a style's orders of several due days. At
@@ -25,7 +29,11 @@ Shipping is charged per piece served at its SKU group's average (its cells' line
 cheapest price, over its pieces), so the model's objective and the plan's agree exactly.
 
 The LP relaxation (``open`` continuous) with the strong linking rows ``arc <= min(group, lot max) * open`` is
-the lower bound the solver reports.
+the lower bound the solver reports. It stays one with the two costs the groups cannot see exactly: churn is
+counted per cell, and a cell keeps no more pieces at a site than its group (or style group) could, so the
+model's churn is at most any plan's; the split-shipment penalty is not in the model at all (a cost of at
+least 0 left out of a relaxation leaves it a relaxation; :func:`solvers.allocation.orders.split_steer` steers
+a second MIP toward fewer splits, and its bound is never reported).
 """
 
 from __future__ import annotations
@@ -125,6 +133,21 @@ def stock_rows(p: AllocationProblem, sku: I64) -> tuple[I64, I64]:
     return item, by_sku[start[sku[item]] + rank]
 
 
+def _positions(sorted_keys: I64, keys: I64) -> I64:
+    """The position of each of ``keys`` in ``sorted_keys``, -1 where absent."""
+    if sorted_keys.size == 0:
+        return np.full(keys.shape[0], -1, np.int64)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.shape[0] - 1)
+    return np.where(sorted_keys[pos] == keys, pos, -1).astype(np.int64)
+
+
+def constant_fen(p: AllocationProblem, served: np.ndarray) -> float:
+    """What every plan pays that the model of the ``served`` cells leaves out: the unfilled penalty of the
+    cells no courier serves, and the churn of every previous piece (keeps earn it back)."""
+    unserved = float(p.cell_quantity[~served].sum()) * p.unfilled_fen_per_unit
+    return unserved + float(p.prev_quantity.sum()) * p.churn_fen_per_unit
+
+
 @dataclass(frozen=True, eq=False)
 class Model:
     """The LP/MIP of one allocation problem. Every array of a block is indexed by that block's items."""
@@ -161,6 +184,11 @@ class Model:
     # handling resources: warehouse × day
     hand_warehouse: I64
     hand_day: I64
+    # keeps of the previous plan: SKU group × warehouse, style group × workshop
+    keep_g: I64
+    keep_warehouse: I64
+    keep_h: I64
+    keep_workshop: I64
     # the LP
     cost: F64
     lb: F64
@@ -173,10 +201,12 @@ class Model:
     row_at: dict[str, tuple[int, int]]
 
     def integer(self) -> np.ndarray:
-        """Which variables are integral in the MIP: everything but overtime minutes."""
+        """Which variables are integral in the MIP: everything but overtime minutes and keeps (a keep is
+        at most integral quantities, and the churn it earns back makes it as large as they allow)."""
         mask = np.ones(self.n_vars, np.bool_)
-        lo, hi = self.var_at["extra"]
-        mask[lo:hi] = False
+        for name in ("extra", "keep_pick", "keep_made"):
+            lo, hi = self.var_at[name]
+            mask[lo:hi] = False
         return mask
 
     def block(self, values: npt.NDArray[T], name: str) -> npt.NDArray[T]:
@@ -298,6 +328,19 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     hand_w, hand_d = hand_key // days, hand_key % days
     n_hand = int(hand_key.shape[0])
 
+    # --- keeps: the previous plan's pieces per SKU group × warehouse and style group × workshop ------------
+    n_site = max(p.n_workshops, p.n_warehouses, 1)
+    prev_g = gr.cell_group[p.prev_cell] if p.prev_cell.size else np.empty(0, np.int64)
+    prev_ok = prev_g >= 0
+    at_wh = prev_ok & (p.prev_kind == 0)
+    kp_key, kp_inv = np.unique(prev_g[at_wh] * n_site + p.prev_site[at_wh], return_inverse=True)
+    kp_prev = np.bincount(kp_inv.reshape(-1), weights=p.prev_quantity[at_wh], minlength=kp_key.shape[0])
+    keep_g, keep_wh = kp_key // n_site, kp_key % n_site
+    at_ws = prev_ok & (p.prev_kind == 1)
+    km_key, km_inv = np.unique(gr.g_h[prev_g[at_ws]] * n_site + p.prev_site[at_ws], return_inverse=True)
+    km_prev = np.bincount(km_inv.reshape(-1), weights=p.prev_quantity[at_ws], minlength=km_key.shape[0])
+    keep_h, keep_ws = km_key // n_site, km_key % n_site
+
     # --- variables ----------------------------------------------------------------------------------------
     n_pick, n_spare, n_arc = pick_g.shape[0], spare_h.shape[0], arc_h.shape[0]
     sizes = {
@@ -309,6 +352,8 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
         "prod": n_lot,
         "open": n_lot,
         "extra": n_res,
+        "keep_pick": int(keep_g.shape[0]),
+        "keep_made": int(keep_h.shape[0]),
     }
     var_at: dict[str, tuple[int, int]] = {}
     at = 0
@@ -332,6 +377,9 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     put("prod", p.qual_unit_cost_fen[lot_qual].astype(np.float64), lot_max.astype(np.float64))
     put("open", lot_change.astype(np.float64), 1.0, np.where(lot_open >= 0, 1.0, 0.0))
     put("extra", res_prem.astype(np.float64), res_ot)
+    churn = -float(p.churn_fen_per_unit)
+    put("keep_pick", churn, kp_prev.astype(np.float64))
+    put("keep_made", churn, km_prev.astype(np.float64))
 
     # --- rows ---------------------------------------------------------------------------------------------
     r_i: list[I64] = []
@@ -425,6 +473,33 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
         p.open_lot_spare[spare_lots].astype(np.float64),
         [(spare_of, v("spare"), 1.0)],
     )
+    # a keep is at most the pieces its group takes at that site (the rows are there even when empty)
+    kp_idx = np.arange(keep_g.shape[0], dtype=np.int64)
+    pick_at = _positions(kp_key, pick_g * n_site + wh)
+    rows(
+        "keep_pick",
+        kp_idx.shape[0],
+        -np.inf,
+        0.0,
+        [
+            (kp_idx, v("keep_pick"), 1.0),
+            (pick_at[pick_at >= 0], v("pick", np.flatnonzero(pick_at >= 0)), -1.0),
+        ],
+    )
+    km_idx = np.arange(keep_h.shape[0], dtype=np.int64)
+    arc_at = _positions(km_key, arc_h * n_site + lot_w[arc_lot])
+    spare_at = _positions(km_key, spare_h * n_site + p.open_lot_workshop[spare_open])
+    rows(
+        "keep_made",
+        km_idx.shape[0],
+        -np.inf,
+        0.0,
+        [
+            (km_idx, v("keep_made"), 1.0),
+            (arc_at[arc_at >= 0], v("arc", np.flatnonzero(arc_at >= 0)), -1.0),
+            (spare_at[spare_at >= 0], v("spare", np.flatnonzero(spare_at >= 0)), -1.0),
+        ],
+    )
     if strong:
         arc_idx = np.arange(n_arc, dtype=np.int64)
         cap = np.minimum(gr.h_quantity[arc_h], lot_max[arc_lot]).astype(np.float64)
@@ -460,6 +535,10 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
         res_premium=res_prem,
         hand_warehouse=hand_w,
         hand_day=hand_d,
+        keep_g=keep_g,
+        keep_warehouse=keep_wh,
+        keep_h=keep_h,
+        keep_workshop=keep_ws,
         cost=cost,
         lb=lb,
         ub=ub,

@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from solvers.allocation.data import F64, I64, AllocationProblem, as_f64, as_i64
 from solvers.allocation.model import Model
+from solvers.allocation.orders import finish
 from solvers.allocation.result import AllocationResult, SiteKind, Unfilled, Why
 
 
@@ -34,6 +35,74 @@ def cut(demand: npt.NDArray[Any], supply: npt.NDArray[Any]) -> tuple[I64, I64, I
         np.searchsorted(de, ends, side="left").astype(np.int64),
         np.searchsorted(se, ends, side="left").astype(np.int64),
         (ends - starts).astype(np.int64),
+    )
+
+
+def matched_cut(
+    d_qty: I64,
+    d_order: I64,
+    d_group: I64,
+    s_qty: I64,
+    s_order: I64,
+    s_group: I64,
+    s_site: I64,
+    f_item: I64,
+    f_site: I64,
+    f_qty: I64,
+) -> tuple[I64, I64, I64]:
+    """Cut demand items along supply items group by group (equal totals per group), honouring preferences
+    first: a preference (demand item, site, quantity) takes from its group's supply at that site, in
+    ``d_order`` and within the item's quantity, while the site has any; what is left is cut in ``d_order``
+    along ``s_order`` (both sorted by group). Per segment: the demand item, the supply item, the quantity."""
+    d_left, s_left = d_qty.astype(np.int64).copy(), s_qty.astype(np.int64).copy()
+    parts: list[tuple[I64, I64, I64]] = []
+    if f_item.size and s_qty.size:
+        # an item's preferences, capped at its quantity
+        o = np.lexsort((f_site, f_item))
+        f_item, f_site, f_qty = f_item[o], f_site[o], f_qty[o].astype(np.int64)
+        cum = np.cumsum(f_qty)
+        head = np.concatenate(([True], f_item[1:] != f_item[:-1]))
+        before = cum - f_qty - np.maximum.accumulate(np.where(head, cum - f_qty, 0))
+        f_qty = np.clip(d_qty[f_item] - before, 0, f_qty)
+        # per bucket (group × site): preferences in ``d_order`` while the bucket's supply lasts
+        n_site = int(max(int(s_site.max()), int(f_site.max()))) + 1
+        s_bucket = s_group * n_site + s_site
+        buckets, s_b = np.unique(s_bucket, return_inverse=True)
+        s_b = s_b.reshape(-1).astype(np.int64)
+        total = np.bincount(s_b, weights=s_qty, minlength=buckets.shape[0]).astype(np.int64)
+        key = d_group[f_item] * n_site + f_site
+        pos = np.minimum(np.searchsorted(buckets, key), max(buckets.shape[0] - 1, 0))
+        has = (buckets[pos] == key) & (f_qty > 0)
+        rank = np.zeros(d_qty.shape[0], np.int64)
+        rank[d_order] = np.arange(d_order.shape[0])
+        f_item, f_b, f_qty = f_item[has], pos[has], f_qty[has]
+        o = np.lexsort((rank[f_item], f_b))
+        f_item, f_b, f_qty = f_item[o], f_b[o], f_qty[o]
+        cum = np.cumsum(f_qty)
+        head = np.concatenate(([True], f_b[1:] != f_b[:-1]))
+        before = cum - f_qty - np.maximum.accumulate(np.where(head, cum - f_qty, 0))
+        take = np.clip(total[f_b] - before, 0, f_qty)
+        # the takes, then each bucket's rest, cut along the bucket's supply in ``s_order``
+        taken = np.bincount(f_b, weights=take, minlength=buckets.shape[0]).astype(np.int64)
+        t_b = np.concatenate((f_b, np.arange(buckets.shape[0], dtype=np.int64)))
+        t_qty = np.concatenate((take, total - taken))
+        t_item = np.concatenate((f_item, np.full(buckets.shape[0], -1, np.int64)))
+        t_o = np.lexsort((t_item < 0, t_b))
+        s_rank = np.empty(s_order.shape[0], np.int64)
+        s_rank[s_order] = np.arange(s_order.shape[0])
+        s_o = np.lexsort((s_rank, s_b))
+        di, si, q = cut(t_qty[t_o], s_qty[s_o])
+        item, sup = t_item[t_o][di], s_o[si]
+        mine = item >= 0
+        parts.append((item[mine], sup[mine], q[mine]))
+        d_left -= np.bincount(item[mine], weights=q[mine], minlength=d_left.shape[0]).astype(np.int64)
+        s_left -= np.bincount(sup[mine], weights=q[mine], minlength=s_left.shape[0]).astype(np.int64)
+    di, si, q = cut(d_left[d_order], s_left[s_order])
+    parts.append((d_order[di], s_order[si], q))
+    return (
+        np.concatenate([x[0] for x in parts]).astype(np.int64),
+        np.concatenate([x[1] for x in parts]).astype(np.int64),
+        np.concatenate([x[2] for x in parts]).astype(np.int64),
     )
 
 
@@ -66,10 +135,22 @@ def to_result(p: AllocationProblem, m: Model, values: F64, *, solver: str, seed:
     s_src = np.concatenate((np.arange(arc.shape[0]), np.arange(spare.shape[0])))
     s_order = np.lexsort((s_src, ~s_is_spare, s_day, s_h))  # a day's spares before its new making
     g_order = np.lexsort((np.arange(g.n_g), g.g_h))
-    d_i, s_i, q = cut(make[g_order], s_qty[s_order])
-    mk_g = g_order[d_i]
-    mk_src = s_order[s_i]
-    mk_qty = q
+    s_workshop = np.concatenate((m.lot_workshop[m.arc_lot], p.open_lot_workshop[m.spare_open]))
+    # re-planned: a SKU group's made pieces come first from the workshops its cells' pieces came from
+    prev_g = g.cell_group[p.prev_cell] if p.prev_cell.size else np.empty(0, np.int64)
+    was_made = (prev_g >= 0) & (p.prev_kind == int(SiteKind.WORKSHOP))
+    mk_g, mk_src, mk_qty = matched_cut(
+        make,
+        g_order,
+        g.g_h,
+        s_qty,
+        s_order,
+        s_h,
+        s_workshop,
+        prev_g[was_made],
+        p.prev_site[was_made],
+        p.prev_quantity[was_made],
+    )
     mk_day = s_day[mk_src]
 
     # --- SKU group level: cells cut along picks, made pieces and unmet ----------------------------------
@@ -89,9 +170,44 @@ def to_result(p: AllocationProblem, m: Model, values: F64, *, solver: str, seed:
     cells = np.flatnonzero(m.groups.cell_group >= 0)
     ratio = p.cell_lines[cells] / p.cell_quantity[cells]
     c_order = cells[np.lexsort((cells, p.cell_ship_by[cells], ratio, g.cell_group[cells]))]
-    d_i, s_i, q = cut(p.cell_quantity[c_order], sup_qty[sup_order])
-    seg_cell = c_order[d_i]
-    seg_sup = sup_order[s_i]
+    # Re-planned: a cell's pieces come first from the sites its previous plan had them at, where its group's
+    # supply allows, but only in groups whose cells all have the same lines per piece (any cut keeps their
+    # picks' lines at the group's average, the count the model used)
+    n_site = max(p.n_workshops, p.n_warehouses, 1)
+    sup_site = np.concatenate(
+        (
+            p.stock_warehouse[m.pick_row],
+            n_site + _take(s_workshop, mk_src),
+            np.full(g.n_g, 2 * n_site, np.int64),
+        )
+    )
+    cg = g.cell_group[cells]
+    mixed = np.zeros(g.n_g, np.bool_)
+    same = p.cell_lines[cells] * g.g_quantity[cg] == g.g_lines[cg] * p.cell_quantity[cells]
+    np.logical_or.at(mixed, cg, ~same)
+    prev_ok = (
+        (g.cell_group[p.prev_cell] >= 0) & ~mixed[np.maximum(g.cell_group[p.prev_cell], 0)]
+        if p.prev_cell.size
+        else np.zeros(0, np.bool_)
+    )
+    seg_cell, seg_sup, q = matched_cut(
+        p.cell_quantity,
+        c_order,
+        g.cell_group,
+        sup_qty,
+        sup_order,
+        sup_g,
+        sup_site,
+        p.prev_cell[prev_ok],
+        p.prev_kind[prev_ok] * n_site + p.prev_site[prev_ok],
+        p.prev_quantity[prev_ok],
+    )
+    sup_rank = np.empty(sup_order.shape[0], np.int64)
+    sup_rank[sup_order] = np.arange(sup_order.shape[0])
+    c_rank = np.zeros(p.n_cells, np.int64)
+    c_rank[c_order] = np.arange(c_order.shape[0])
+    by_cell = np.lexsort((sup_rank[seg_sup], c_rank[seg_cell]))  # each cell's pieces together, in order
+    seg_cell, seg_sup, q = seg_cell[by_cell], seg_sup[by_cell], q[by_cell]
     seg_kind, seg_ref, seg_day = sup_kind[seg_sup], sup_ref[seg_sup], sup_day[seg_sup]
 
     # --- unfilled: what fits nowhere, and the cells no courier serves ---------------------------------------
@@ -233,7 +349,7 @@ def to_result(p: AllocationProblem, m: Model, values: F64, *, solver: str, seed:
     if n_pick:
         np.add.at(used_hand, (p.stock_warehouse[m.pick_row], m.pick_day), pick * line_ratio[m.pick_g])
 
-    return AllocationResult(
+    result = AllocationResult(
         solver=solver,
         status="feasible",
         seconds=0.0,
@@ -273,3 +389,4 @@ def to_result(p: AllocationProblem, m: Model, values: F64, *, solver: str, seed:
         unfilled_fen=int(unfilled_qty.sum()) * p.unfilled_fen_per_unit,
         seed=seed,
     )
+    return finish(p, result)

@@ -7,13 +7,15 @@ when the style's minimum lot rounded it up, and that surplus goes to the owner's
 this solve added and what it had spare.
 
 Cost parts are integer fen and add up exactly: the objective is the sum of every allocation's goods (unit
-cost of what it made, or warehouse handling), overtime, changeover, shipping and lateness parts, and the
-penalty of the unfilled pieces.
+cost of what it made, or warehouse handling), overtime, changeover, shipping and lateness parts, the penalty
+of the unfilled pieces, the split-shipment penalty (each parcel of a listed order past its first, counted on
+the result's own cut of the cells into order lines, ``piece_*``) and churn (each piece of the previous plan
+no longer at its site). Both are counted by :func:`solvers.allocation.orders.finish`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any, NamedTuple
 
@@ -128,6 +130,14 @@ class AllocationResult:
 
     # the penalty of the unfilled pieces (the problem's unfilled_fen_per_unit each)
     unfilled_fen: int = 0
+    # the split-shipment penalty and churn (see the module docstring)
+    split_fen: int = 0
+    churn_fen: int = 0
+    # the listed order lines' pieces: per piece its listed order line (index into the problem's order_line_*),
+    # its source (an allocation's index, or -1 - the index of an unfilled entry) and its quantity
+    piece_line: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    piece_source: I64 = field(default_factory=lambda: np.empty(0, np.int64))
+    piece_quantity: I64 = field(default_factory=lambda: np.empty(0, np.int64))
     # a proven lower bound on the objective (None: the solver proves none, like the rule cascade)
     bound_fen: float | None = None
     stopped_by: str = ""  # what ended the search: "optimal", "time", "work"
@@ -145,6 +155,8 @@ class AllocationResult:
             "shipping_fen": int(self.alloc_shipping_fen.sum()),
             "late_fen": int(self.alloc_late_fen.sum()),
             "unfilled_fen": int(self.unfilled_fen),
+            "split_fen": int(self.split_fen),
+            "churn_fen": int(self.churn_fen),
         }
 
     @property

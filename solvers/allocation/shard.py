@@ -35,7 +35,8 @@ from scipy.sparse.csgraph import connected_components
 
 from solvers.allocation.data import I64, AllocationProblem, as_i64
 from solvers.allocation.lp import LpError, solve_lp
-from solvers.allocation.model import build_model, group_cells, stock_rows
+from solvers.allocation.model import build_model, constant_fen, group_cells, stock_rows
+from solvers.allocation.orders import finish
 from solvers.allocation.result import AllocationResult, SiteKind
 from solvers.allocation.solve import solve
 
@@ -261,6 +262,25 @@ def _shard(p: AllocationProblem, k: int, cells: I64, share: I64, most: I64) -> S
         out[:, ~families, :] = 0
         return out
 
+    # the listed orders' lines in this shard's cells (an order across shards is listed in each, in part: the
+    # merge counts its parcels whole), and the previous plan's pieces of its cells at its own sites
+    in_shard = np.isin(p.order_line_cell, cells)
+    line_order = p.order_line_order()[in_shard]
+    _, line_counts = np.unique(line_order, return_counts=True)
+    order_start = np.concatenate(([0], np.cumsum(line_counts))).astype(np.int64)
+    prev = np.flatnonzero(np.isin(p.prev_cell, cells))
+    prev_kind, prev_site = p.prev_kind[prev], p.prev_site[prev]
+    sites = np.where(prev_kind == SiteKind.WAREHOUSE, 0, 1)
+    site_lists = (warehouses, workshops)
+    prev_at = np.full(prev.shape[0], -1, np.int64)
+    for k, listed in enumerate(site_lists):
+        mask = sites == k
+        if listed.size and mask.any():
+            pos = np.minimum(np.searchsorted(listed, prev_site[mask]), listed.shape[0] - 1)
+            prev_at[mask] = np.where(listed[pos] == prev_site[mask], pos, -1)
+    here = prev_at >= 0  # a previous site outside the shard keeps none of its pieces here: churn regardless
+    prev, prev_at = prev[here], prev_at[here]
+
     full = p.warehouse_handling[warehouses]
     mine = share[warehouses]
     # restricted: some warehouse-day gives less than the whole capacity and less than all it could use
@@ -312,6 +332,16 @@ def _shard(p: AllocationProblem, k: int, cells: I64, share: I64, most: I64) -> S
         open_lot_day=p.open_lot_day[lots],
         open_lot_spare=p.open_lot_spare[lots],
         open_lot_owner=_positions(merchants, p.open_lot_owner[lots]),
+        order_start=order_start,
+        order_line_cell=_positions(cells, p.order_line_cell[in_shard]),
+        order_line_quantity=p.order_line_quantity[in_shard],
+        split_fen_per_parcel=p.split_fen_per_parcel,
+        prev_cell=_positions(cells, p.prev_cell[prev]),
+        prev_kind=p.prev_kind[prev],
+        prev_site=prev_at,
+        prev_day=p.prev_day[prev],
+        prev_quantity=p.prev_quantity[prev],
+        churn_fen_per_unit=p.churn_fen_per_unit,
     )
     return Shard(
         index=k,
@@ -369,7 +399,7 @@ def _relaxation_bound(shard: Shard, result: AllocationResult, seconds: float) ->
         lp = solve_lp(model, seconds=max(seconds, 1.0), solver="highs_lp")
     except LpError:
         return None  # no proven bound rather than a wrong one
-    constant = float(relaxed.cell_quantity[~served].sum()) * relaxed.unfilled_fen_per_unit
+    constant = constant_fen(relaxed, served)
     # as solve() does: the plan prices each allocation and lot in whole fen, each off by at most half a fen
     allowance = 0.5 * (result.n_allocations + result.lot_workshop.shape[0])
     return float(min(lp.objective + constant - allowance, float(result.objective_fen)))
@@ -483,7 +513,7 @@ def merge(
     stopped_by = (
         "optimal" if all(x == "optimal" for x in stopped) else "time" if "time" in stopped else "work"
     )
-    return AllocationResult(
+    merged = AllocationResult(
         solver=SOLVER,
         status="feasible",
         seconds=float(sum(r.seconds for r in results)),
@@ -491,11 +521,16 @@ def merge(
         used_overtime=used_overtime,
         used_handling=used_handling,
         unfilled_fen=int(sum(r.unfilled_fen for r in results)),
+        split_fen=0,  # counted below
+        churn_fen=0,
         bound_fen=bound,
         stopped_by=stopped_by,
         seed=seed,
         **arrays,
     )
+    # orders across shards and churn are counted on the whole plan; the shards' bounds leave the penalty
+    # out and count at most the churn of their own cells' previous pieces, so their sum stays a bound
+    return finish(p, merged)
 
 
 def solve_sharded(
@@ -512,7 +547,17 @@ def solve_sharded(
 
 # --- shard results and problems as bytes (what a worker stores for the merge) -----------------------------
 
-_SCALARS = ("solver", "status", "seconds", "unfilled_fen", "bound_fen", "stopped_by", "seed")
+_SCALARS = (
+    "solver",
+    "status",
+    "seconds",
+    "unfilled_fen",
+    "split_fen",
+    "churn_fen",
+    "bound_fen",
+    "stopped_by",
+    "seed",
+)
 
 
 def result_to_bytes(result: AllocationResult, *, fingerprint: str = "") -> bytes:
@@ -526,7 +571,7 @@ def result_to_bytes(result: AllocationResult, *, fingerprint: str = "") -> bytes
         **arrays,
         _text=np.array([result.solver, result.status, result.stopped_by, fingerprint]),
         _numbers=np.array([result.seconds, bound]),
-        _ints=np.array([result.unfilled_fen, result.seed], np.int64),
+        _ints=np.array([result.unfilled_fen, result.seed, result.split_fen, result.churn_fen], np.int64),
     )
     return buf.getvalue()
 
@@ -536,13 +581,15 @@ def result_from_bytes(data: bytes) -> tuple[AllocationResult, str]:
     with np.load(io.BytesIO(data), allow_pickle=False) as z:
         solver, status, stopped_by, fingerprint = (str(x) for x in z["_text"])
         seconds, bound = (float(x) for x in z["_numbers"])
-        unfilled_fen, seed = (int(x) for x in z["_ints"])
+        unfilled_fen, seed, split_fen, churn_fen = (int(x) for x in z["_ints"])
         arrays = {f.name: z[f.name] for f in fields(AllocationResult) if f.name not in _SCALARS}
     result = AllocationResult(
         solver=solver,
         status=status,
         seconds=seconds,
         unfilled_fen=unfilled_fen,
+        split_fen=split_fen,
+        churn_fen=churn_fen,
         bound_fen=None if math.isnan(bound) else bound,
         stopped_by=stopped_by,
         seed=seed,
