@@ -18,7 +18,7 @@ likewise less the lines earlier plans already take from stock that day; stock is
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,6 +59,12 @@ LATE_DAYS = 3  # plan days after the last due day, where what fits nowhere on ti
 # a piece shipped a day late: platforms fine late shipment and mark the shop down (Douyin compensates the
 # buyer and counts it against the shop's score), so lateness costs more than most ways of making on time
 LATE_FEN_PER_UNIT_DAY = 20_000
+# an order shipped in two parcels where one would do: a second courier's first weight, and a buyer who gets
+# half an order (and a platform that counts the second parcel's tracking number against the shop)
+SPLIT_FEN_PER_PARCEL = 500
+# a piece planned again somewhere else than the last plan said: the workshop or warehouse already told to
+# expect it re-plans its day
+CHURN_FEN_PER_UNIT = 200
 
 
 class PlanningError(RuntimeError):
@@ -95,6 +101,8 @@ class LoadedBatch:
     price_first_weight_g: I64
     price_first_fen: I64
     price_additional_fen_per_kg: I64
+    # per order line of the problem (orders of more than one piece), its index in the line arrays above
+    listed_line: I64 = field(default_factory=lambda: np.empty(0, np.int64))
 
     def local_midnight_utc(self, day: int) -> dt.datetime:
         """The UTC time of local midnight at the start of plan day ``day``."""
@@ -244,6 +252,13 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
     cell_owner = rest % n_merchants
     cell_sku = rest // n_merchants
     order = np.lexsort((line_id, line_ship, line_cell))
+    # orders of more than one piece (CSR by order id, then line id): the split-shipment penalty counts theirs
+    rank = np.empty(order.shape[0], np.int64)
+    rank[order] = np.arange(order.shape[0])
+    pieces_of_order = np.bincount(line_pos, weights=line_qty, minlength=order_ids.shape[0])
+    listed = np.flatnonzero(pieces_of_order[line_pos] > 1)
+    listed = listed[np.lexsort((line_id[listed], line_pos[listed]))]
+    listed_counts = np.unique(line_pos[listed], return_counts=True)[1]
 
     # --- plan days and capacity ---------------------------------------------------------------------------
     last_due = int(line_due.max()) if line_due.size else 0
@@ -426,6 +441,10 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         open_lot_day=lot_d[first],
         open_lot_spare=spare,
         open_lot_owner=_index(merchant_ids, lowner[first], "merchant"),
+        order_start=np.concatenate(([0], np.cumsum(listed_counts))).astype(np.int64),
+        order_line_cell=line_cell[listed],
+        order_line_quantity=line_qty[listed].astype(np.int64),
+        split_fen_per_parcel=SPLIT_FEN_PER_PARCEL,
     )
     return LoadedBatch(
         batch_id=batch_id,
@@ -452,6 +471,7 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         price_first_weight_g=price_first_w,
         price_first_fen=price_first,
         price_additional_fen_per_kg=price_add,
+        listed_line=rank[listed],
     )
 
 

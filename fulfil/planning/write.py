@@ -1,8 +1,10 @@
 """Write a solved batch back, in the caller's one transaction, in bulk.
 
 What is written: a ``SolverRun``; work orders (one per workshop × style × day lot, with its minimum-lot
-surplus); allocation decisions per order line, disaggregated from the cells by ship-by (the earliest ship-by
-lines of a cell get its earliest pieces); stock reservations; parcels (one per order and site, priced at the
+surplus); allocation decisions per order line: the lines of orders of more than one piece at the sites the
+solver's cut chose for them (:func:`solvers.allocation.orders.line_pieces`), so that an order's parcels are
+the ones its split-shipment penalty counted, every other line along what its cell's allocations have left,
+earliest day first, unfilled pieces last; stock reservations; parcels (one per order and site, priced at the
 cheapest courier for their weight); orders to ``allocated``; the batch to ``planned``.
 
 A lot planned by an earlier batch that this one grew keeps its work order, whose quantity and minutes grow.
@@ -49,6 +51,7 @@ from fulfil.domain.states import (
 from fulfil.planning.load import LoadedBatch
 from solvers.allocation import UNFILLED_TEXT, WHY_TEXT, AllocationResult, Unfilled, Why
 from solvers.allocation import SiteKind as SolverSite
+from solvers.allocation.orders import line_pieces
 
 I64 = npt.NDArray[np.int64]
 _NO_LINES = "the order has no lines"
@@ -109,30 +112,28 @@ def write_plan(
     p, r = loaded.problem, result
     b = loaded.batch_id
 
-    # --- disaggregate: cut each cell's quantity, ordered by ship-by, along its pieces ordered by day --------
-    n_alloc = r.n_allocations
-    by_day = np.lexsort((np.arange(n_alloc), r.alloc_day, r.alloc_cell))
-    part_cell = np.concatenate((r.alloc_cell[by_day], r.unfilled_cell))
-    part_qty = np.concatenate((r.alloc_quantity[by_day], r.unfilled_quantity))
-    # >= 0: an allocation; < 0: -1 - index of an unfilled entry, which takes a cell's latest ship-by lines
-    part_src = np.concatenate((by_day, -1 - np.arange(r.unfilled_cell.shape[0])))
-    tail = np.concatenate((np.zeros(n_alloc, np.int64), np.ones(r.unfilled_cell.shape[0], np.int64)))
-    order = np.lexsort((np.arange(part_cell.shape[0]), tail, part_cell))
-    part_cell, part_qty, part_src = part_cell[order], part_qty[order], part_src[order]
-    part_end = np.cumsum(part_qty)
-    line_end = np.cumsum(loaded.line_quantity)
-    if part_end.shape[0] and (line_end.shape[0] == 0 or part_end[-1] != line_end[-1]):
+    # --- disaggregate: the listed orders' lines as the solver cut them (so each order's parcels are the sites
+    # it chose), every other line along what its cell's allocations have left, earliest day first -----------
+    n_listed = p.n_order_lines
+    other = np.setdiff1d(np.arange(loaded.line_id.shape[0]), loaded.listed_line)  # still sorted by cell
+    pl, seg_src, seg_qty, seg_from = line_pieces(p, r, loaded.line_cell[other], loaded.line_quantity[other])
+    seg_line = np.where(
+        pl < n_listed,
+        loaded.listed_line[np.minimum(pl, max(n_listed - 1, 0))] if n_listed else 0,
+        other[np.maximum(pl - n_listed, 0)] if other.size else 0,
+    )
+    if int(seg_qty.sum()) != int(loaded.line_quantity.sum()):
         raise RuntimeError(
-            f"batch {b}: the solution places {part_end[-1]} pieces, the lines hold {line_end[-1]}"
+            f"batch {b}: the solution places {int(seg_qty.sum())} pieces, the lines hold "
+            f"{int(loaded.line_quantity.sum())}"
         )
-    cuts = np.union1d(part_end, line_end)
-    seg_start = np.concatenate(([0], cuts[:-1])).astype(np.int64)
-    seg_qty = (cuts - seg_start).astype(np.int64)
-    seg_line = np.searchsorted(line_end, cuts, side="left")
-    seg_part = np.searchsorted(part_end, cuts, side="left")
-    if not np.array_equal(loaded.line_cell[seg_line], part_cell[seg_part]):
+    seg_cell = np.where(
+        seg_src >= 0,
+        r.alloc_cell[np.maximum(seg_src, 0)] if r.n_allocations else -1,
+        r.unfilled_cell[np.maximum(-1 - seg_src, 0)] if r.unfilled_cell.size else -1,
+    )
+    if not np.array_equal(loaded.line_cell[seg_line], seg_cell):
         raise RuntimeError(f"batch {b}: a piece of the solution crosses demand cells")
-    seg_src = part_src[seg_part]
     seg_order = loaded.line_order[seg_line]
 
     unfilled_seg = seg_src < 0
@@ -140,7 +141,7 @@ def write_plan(
     keep = ~np.isin(seg_order, unfilled_orders) & ~unfilled_seg
     ai = seg_src[keep]  # allocation index of each kept piece
     k_line, k_order, k_qty = seg_line[keep], seg_order[keep], seg_qty[keep]
-    k_alloc_from = seg_start[keep] - (part_end[seg_part[keep]] - part_qty[seg_part[keep]])
+    k_alloc_from = seg_from[keep]
     k_kind, k_site, k_day = r.alloc_kind[ai], r.alloc_site[ai], r.alloc_day[ai]
     k_owner, k_lot, k_late = r.alloc_owner[ai], r.alloc_lot[ai], r.alloc_late[ai]
     # made: a share of the allocation's unit costs; from stock: each decision is one line picked once

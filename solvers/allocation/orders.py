@@ -9,8 +9,8 @@ each order's lines share sites where the cells' allocations allow it, all column
    unfilled pieces;
 2. a few rounds in which every line not yet placed asks for one slot of its cell that still holds all its
    pieces: the site where its order already has a parcel, else the site that could take most of its order's
-   remaining pieces (ties to the lower site); a slot takes its requests, the best-scored orders first, while
-   they fit whole;
+   remaining pieces (ties to the lower site); a slot takes its requests while they fit whole, those joining
+   a parcel of their order first, then the smaller lines, then the better-scored orders;
 3. the lines left are cut along what their cells' slots still hold (served sites first, then unfilled), and
    the cells' unlisted lines (single pieces, which cannot split) take the rest, unfilled pieces included;
 4. each slot's lines are cut along its allocations, earliest day first.
@@ -125,8 +125,9 @@ def assign_lines(p: AllocationProblem, r: AllocationResult, rounds: int = ROUNDS
         head = np.concatenate(([True], a_l[best][1:] != a_l[best][:-1]))
         pick = best[head]
         req_l, req_s, req_score = a_l[pick], a_s[pick], score[pick]
-        # a slot takes its requests, best-scored orders first, while they fit whole
-        by_slot = np.lexsort((req_l, line_order[req_l], -req_score, req_s))
+        # a slot takes its requests while they fit whole: lines joining a parcel their order already has
+        # first, then the smaller lines (more of them fit whole), then the better-scored orders
+        by_slot = np.lexsort((req_l, line_order[req_l], -req_score, q[req_l], req_score < big, req_s))
         req_l, req_s = req_l[by_slot], req_s[by_slot]
         cum = np.cumsum(q[req_l])
         head = np.concatenate(([True], req_s[1:] != req_s[:-1]))
@@ -275,3 +276,46 @@ def _lookup(table: tuple[I64, I64], keys: I64) -> F64:
         return np.zeros(keys.shape[0])
     pos = np.minimum(np.searchsorted(known, keys), known.shape[0] - 1)
     return np.where(known[pos] == keys, counts[pos], 0).astype(np.float64)
+
+
+def line_pieces(
+    p: AllocationProblem, r: AllocationResult, other_cell: I64, other_quantity: I64
+) -> tuple[I64, I64, I64, I64]:
+    """Every order line's pieces of plan ``r``: the listed lines' as ``r`` cut them (lines ``0 ..
+    n_order_lines - 1``), then the other lines (``other_cell``/``other_quantity``, sorted by cell; line
+    ``n_order_lines + i`` is other line ``i``) cut along what each cell's allocations have left, earliest day
+    first, unfilled pieces last. Per piece: line, source (an allocation's index, or -1 - an unfilled entry's),
+    quantity, and where in its source it starts (a source's pieces tile it from 0)."""
+    line, source, qty = r.piece_line, r.piece_source, r.piece_quantity
+    if int(qty.sum()) != int(p.order_line_quantity.sum()):
+        line, source, qty = assign_lines(p, r)  # a result without its cut (or of other listed orders)
+    n_alloc = r.n_allocations
+    src_qty = np.concatenate((r.alloc_quantity, r.unfilled_quantity)).astype(np.int64)
+    src_cell = np.concatenate((r.alloc_cell, r.unfilled_cell)).astype(np.int64)
+    src_day = np.concatenate((r.alloc_day, np.full(r.unfilled_cell.shape[0], p.days, np.int64)))
+    src_of = np.where(source >= 0, source, n_alloc - 1 - source)
+    # the listed pieces start each source, in their order
+    by_src = np.lexsort((np.arange(src_of.shape[0]), src_of))
+    cum = np.cumsum(qty[by_src])
+    head = np.concatenate(([True], src_of[by_src][1:] != src_of[by_src][:-1]))
+    start = cum - qty[by_src] - np.maximum.accumulate(np.where(head, cum - qty[by_src], 0))
+    offset = np.empty_like(qty)
+    offset[by_src] = start
+    drawn = np.bincount(src_of, weights=qty, minlength=src_qty.shape[0]).astype(np.int64)
+    # the other lines along the rest, per cell
+    rest = src_qty - drawn
+    order = np.lexsort((np.arange(src_qty.shape[0]), src_day, src_cell))
+    di, si, cq = _cut(other_quantity.astype(np.int64), rest[order])
+    o_src = order[si]
+    if cq.size and not np.array_equal(other_cell[di], src_cell[o_src]):
+        raise ValueError("line_pieces: the other lines' pieces do not match their cells' rest")
+    # where each of those pieces starts in its source: after the listed ones, in cut order
+    seg_end = np.cumsum(cq)
+    src_first = np.concatenate(([0], np.cumsum(rest[order])))[np.argsort(order)]
+    o_off = drawn[o_src] + (seg_end - cq) - src_first[o_src]
+    return (
+        np.concatenate((line, p.n_order_lines + di)).astype(np.int64),
+        np.concatenate((source, np.where(o_src < n_alloc, o_src, n_alloc - 1 - o_src))).astype(np.int64),
+        np.concatenate((qty, cq)).astype(np.int64),
+        np.concatenate((offset, o_off)).astype(np.int64),
+    )
