@@ -11,12 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy.orm import Session
 
 from solvers.allocation import AllocationProblem, ProblemError, SiteKind, allocate, solve
 from solvers.allocation.check import check_plan
 from solvers.allocation.orders import assign_lines, churn_pieces, extra_parcels
 from solvers.allocation.result import AllocationResult
 from tests.allocation_reference import reference_optimum
+from tests.conftest import Backend
 from tests.test_greedy import DAY, SHIP_DAY0, problem
 
 
@@ -510,3 +512,70 @@ def test_sharded_plans_count_orders_across_shards_and_churn_whole(seed: int) -> 
     assert np.array_equal(back.piece_source, merged.piece_source)
     if seed == 0:
         assert len(parts) > 1 and across.any() and p.prev_quantity.sum() > 0
+
+
+# --- planning a batch: the loader's orders and previous plan, the writer's parcels -------------------------
+
+
+def test_a_planned_batch_ships_the_parcels_its_penalty_counted(clean: Backend) -> None:
+    from sqlalchemy import func, select, update
+
+    from fulfil.domain.models import AllocationDecision, Order, OrderLine, Parcel, SolverRun
+    from fulfil.domain.states import OrderState
+    from fulfil.planning import jobs
+    from fulfil.planning.load import CHURN_FEN_PER_UNIT, SPLIT_FEN_PER_PARCEL, load_batch
+    from tests.test_planning import decisions, first_batch, seed_belt
+
+    eng = clean.engine
+    belt = seed_belt(eng)
+    bid, (o1, o2, o3, o4) = first_batch(eng, belt)
+    with Session(eng) as s:
+        loaded = load_batch(s, bid)
+    p = loaded.problem
+    # listed: O1 (3 pieces), O2 (2 pieces), O3 (two lines); O4 is a single piece
+    assert p.n_orders == 3 and p.split_fen_per_parcel == SPLIT_FEN_PER_PARCEL
+    listed_orders = loaded.line_order[loaded.listed_line]
+    assert sorted(set(listed_orders.tolist())) == [o1, o2, o3]
+    assert np.array_equal(p.order_line_cell, loaded.line_cell[loaded.listed_line])
+    assert p.prev_cell.size == 0  # planned the first time: no previous plan
+
+    jobs.plan_batch(bid)
+    with eng.connect() as c:
+        result = c.execute(select(SolverRun.parameters).where(SolverRun.batch_id == bid)).scalar_one()[
+            "result"
+        ]
+        parcels = dict(
+            c.execute(select(Parcel.order_id, func.count()).group_by(Parcel.order_id)).all()  # type: ignore[arg-type]
+        )
+        statuses = dict(c.execute(select(Order.id, Order.status)).all())  # type: ignore[arg-type]
+    # no order with a served piece was released here, so every parcel the penalty counted was written
+    assert statuses[o4] == OrderState.PAID and o4 not in parcels
+    assert sum(n - 1 for n in parcels.values()) * SPLIT_FEN_PER_PARCEL == result["split_fen"]
+    # O3: K1b from the S1 lot at W2 (the cheaper workshop), K2 from stock (3) and from W1 (the only one that
+    # makes S2): three parcels; O2 takes the stock's other 2 whole
+    assert decisions(eng, o3) == [
+        ("K1b", "workshop", 1, "W2", 1400),
+        ("K2", "warehouse", 3, "H1", 30),
+        ("K2", "workshop", 1, "W1", 800),
+    ]
+    assert parcels[o3] == 3 and parcels[o2] == 1
+
+    # planned again (its orders back in the batch): the loader gives the decisions as the previous plan
+    with Session(eng) as s, s.begin():
+        s.execute(update(Order).where(Order.batch_id == bid).values(status=OrderState.BATCHED))
+        again = load_batch(s, bid, previous=True)
+        decided = dict(
+            s.execute(
+                select(OrderLine.id, func.sum(AllocationDecision.quantity))
+                .join(AllocationDecision, AllocationDecision.order_line_id == OrderLine.id)
+                .group_by(OrderLine.id)
+            ).all()  # type: ignore[arg-type]
+        )
+    q = again.problem
+    assert q.churn_fen_per_unit == CHURN_FEN_PER_UNIT
+    per_cell = np.zeros(q.n_cells, np.int64)
+    for lid, n in decided.items():
+        per_cell[again.line_cell[again.line_id.tolist().index(lid)]] += int(n)
+    assert np.array_equal(np.bincount(q.prev_cell, weights=q.prev_quantity, minlength=q.n_cells), per_cell)
+    r = solve(q, seconds=10)
+    assert check_plan(q, r) == [] and r.bound_fen is not None and r.bound_fen <= r.objective_fen

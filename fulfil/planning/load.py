@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Executable, func, select
+from sqlalchemy import ColumnElement, Executable, func, select
 from sqlalchemy.orm import Session
 
 from fulfil.dbcolumns import read_columns
@@ -132,8 +132,12 @@ def _minutes_since(times: npt.NDArray[np.datetime64], origin: dt.datetime) -> I6
     return delta.astype(np.int64)
 
 
-def load_batch(session: Session, batch_id: int) -> LoadedBatch:
-    """Read batch ``batch_id`` (its ``batched`` orders) and the belt's state into an allocation problem."""
+def load_batch(session: Session, batch_id: int, *, previous: bool = False) -> LoadedBatch:
+    """Read batch ``batch_id`` (its ``batched`` orders) and the belt's state into an allocation problem.
+
+    ``previous``: the batch is planned again; the decisions of the latest solver run that decided any of its
+    lines are its previous plan (per cell, site and day), and every piece planned elsewhere now costs
+    :data:`CHURN_FEN_PER_UNIT`."""
     closed_at = session.execute(
         select(func.coalesce(Batch.closed_at, Batch.window_end)).where(Batch.id == batch_id)
     ).scalar_one_or_none()
@@ -396,6 +400,12 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         np.int64
     )
 
+    prev = (
+        _previous_plan(session, in_batch, line_id, line_cell, warehouse_ids, workshop_ids, day0, days)
+        if previous
+        else None
+    )
+
     problem = AllocationProblem(
         merchant_lon=m_lon,
         merchant_lat=m_lat,
@@ -445,6 +455,7 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         order_line_cell=line_cell[listed],
         order_line_quantity=line_qty[listed].astype(np.int64),
         split_fen_per_parcel=SPLIT_FEN_PER_PARCEL,
+        **(prev or {}),
     )
     return LoadedBatch(
         batch_id=batch_id,
@@ -473,6 +484,59 @@ def load_batch(session: Session, batch_id: int) -> LoadedBatch:
         price_additional_fen_per_kg=price_add,
         listed_line=rank[listed],
     )
+
+
+def _previous_plan(
+    session: Session,
+    in_batch: ColumnElement[bool],
+    line_id: I64,
+    line_cell: I64,
+    warehouse_ids: I64,
+    workshop_ids: I64,
+    day0: dt.date,
+    days: int,
+) -> dict[str, Any]:
+    """The problem's previous-plan arrays: the decisions of the latest solver run that decided any of these
+    lines, per cell, site kind, site and day (a day before plan day 0 counts as day 0, one past the horizon as
+    its last; a site no longer loaded, an inactive workshop, is dropped: its pieces move whatever happens)."""
+    by_id = np.argsort(line_id)
+    lines = select(OrderLine.id).join(Order, Order.id == OrderLine.order_id).where(in_batch)
+    latest = (
+        select(func.max(AllocationDecision.solver_run_id))
+        .where(AllocationDecision.order_line_id.in_(lines))
+        .scalar_subquery()
+    )
+    d_line, d_wh, d_ws, d_day, d_qty = _columns(
+        session,
+        select(
+            AllocationDecision.order_line_id,
+            func.coalesce(AllocationDecision.warehouse_id, -1),
+            func.coalesce(AllocationDecision.workshop_id, -1),
+            AllocationDecision.day,
+            AllocationDecision.quantity,
+        ).where(AllocationDecision.solver_run_id == latest, AllocationDecision.order_line_id.in_(lines)),
+        [np.int64, np.int64, np.int64, "datetime64[D]", np.int64],
+    )
+    pos = np.minimum(np.searchsorted(line_id[by_id], d_line), max(line_id.shape[0] - 1, 0))
+    known = line_id[by_id][pos] == d_line if line_id.size else np.zeros(d_line.shape[0], np.bool_)
+    made = d_ws >= 0
+    ids = np.where(made, d_ws, d_wh)
+    site = np.full(d_line.shape[0], -1, np.int64)
+    for kind_made, listed in ((False, warehouse_ids), (True, workshop_ids)):
+        mask = made == kind_made
+        if listed.size and mask.any():
+            at = np.minimum(np.searchsorted(listed, ids[mask]), listed.shape[0] - 1)
+            site[mask] = np.where(listed[at] == ids[mask], at, -1)
+    keep = known & (site >= 0) & (d_qty > 0)
+    day = np.clip(_days(d_day[keep], day0), 0, days - 1) if keep.any() else np.empty(0, np.int64)
+    return {
+        "prev_cell": line_cell[by_id[pos[keep]]].astype(np.int64),
+        "prev_kind": made[keep].astype(np.int64),
+        "prev_site": site[keep],
+        "prev_day": day.astype(np.int64),
+        "prev_quantity": d_qty[keep].astype(np.int64),
+        "churn_fen_per_unit": CHURN_FEN_PER_UNIT,
+    }
 
 
 def _check_lots_fit(
