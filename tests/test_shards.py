@@ -441,7 +441,11 @@ def test_workers_plan_the_shards_and_the_merged_plan_is_the_single_process_plan(
     parts = split(before.problem, max_cells=2)
     assert len(parts) == 3 and any(s.restricted for s in parts)  # handling is contested: the bound path runs
     assert check_plan(before.problem, expected) == []
-    assert expected.unfilled_cell.size == 0 and expected.stopped_by == "optimal"
+    assert expected.unfilled_cell.size == 0
+    # the orders of K1a and K2a (or K3b and K4a) ship from two sites where the warehouse's 3 lines a day run
+    # out; the shards' bounds do not see splits across shards, so the whole is not proven optimal
+    assert expected.bound_fen is not None and expected.bound_fen <= expected.objective_fen
+    assert expected.split_fen > 0 and expected.stopped_by == "work"
 
     close(eng, bid)  # plan_batch(bid) through the outbox, to rq
     jobs.plan_batch(bid)  # cut here, so that both workers below find shard jobs waiting when they start

@@ -31,9 +31,12 @@ cheapest price, over its pieces), so the model's objective and the plan's agree 
 The LP relaxation (``open`` continuous) with the strong linking rows ``arc <= min(group, lot max) * open`` is
 the lower bound the solver reports. It stays one with the two costs the groups cannot see exactly: churn is
 counted per cell, and a cell keeps no more pieces at a site than its group (or style group) could, so the
-model's churn is at most any plan's; the split-shipment penalty is not in the model at all (a cost of at
-least 0 left out of a relaxation leaves it a relaxation; :func:`solvers.allocation.orders.split_steer` steers
-a second MIP toward fewer splits, and its bound is never reported).
+model's churn is at most any plan's. Of the split-shipment penalty the model counts only what no plan can
+avoid: one variable ``split`` at least the number of listed orders no one site could serve whole, less the
+pieces their SKU groups leave unfilled (an order with an unfilled piece may ship the rest from one site;
+one piece excuses one order at most), so it never counts more than a plan pays; the rest is left out (a cost
+of at least 0 left out of a relaxation leaves it a relaxation; :func:`solvers.allocation.orders.split_steer`
+steers a second MIP toward fewer splits, and its bound is never reported).
 """
 
 from __future__ import annotations
@@ -141,6 +144,46 @@ def _positions(sorted_keys: I64, keys: I64) -> I64:
     return np.where(sorted_keys[pos] == keys, pos, -1).astype(np.int64)
 
 
+def servable_sites(p: AllocationProblem, lines: I64) -> tuple[I64, I64]:
+    """Every (listed order line, site) where the site could serve the line at all, one pair each: a warehouse
+    holding stock of its SKU its owner may take (key ``warehouse``), a workshop qualified for its style (key
+    ``n + workshop``, ``n = max(workshops, warehouses, 1)``)."""
+    n = max(p.n_workshops, p.n_warehouses, 1)
+    cell = p.order_line_cell[lines]
+    item, row = stock_rows(p, p.cell_sku[cell])
+    ok = p.may_take(p.cell_owner[cell[item]], p.stock_owner[row]) & (p.stock_available[row] > 0)
+    by_style = np.argsort(p.qual_style, kind="stable")
+    q_start = np.searchsorted(p.qual_style[by_style], np.arange(p.n_styles + 1))
+    style = p.cell_style[cell]
+    q_item, rank = _expand(q_start[style + 1] - q_start[style])
+    pair_line = np.concatenate((lines[item[ok]], lines[q_item]))
+    pair_key = np.concatenate(
+        (p.stock_warehouse[row[ok]], n + p.qual_workshop[by_style[q_start[style[q_item]] + rank]])
+    )
+    pk = np.unique(pair_line * (2 * n) + pair_key)
+    return pk // (2 * n), pk % (2 * n)
+
+
+def forced_splits(p: AllocationProblem, cell_group: I64) -> tuple[int, I64]:
+    """Listed orders that no one site could serve whole (all their cells served by a courier): how many, and
+    the SKU groups of their lines. Each ships at least two parcels unless a piece of it is unfilled."""
+    if p.split_fen_per_parcel == 0 or p.n_order_lines == 0:
+        return 0, np.empty(0, np.int64)
+    line_order = p.order_line_order()
+    n_lines = np.diff(p.order_start)
+    served_line = cell_group[p.order_line_cell] >= 0
+    all_served = np.bincount(line_order, weights=~served_line, minlength=p.n_orders) == 0
+    pair_line, pair_key = servable_sites(p, np.arange(p.n_order_lines, dtype=np.int64))
+    n = max(p.n_workshops, p.n_warehouses, 1)
+    key = line_order[pair_line] * (2 * n) + pair_key
+    uniq, counts = np.unique(key, return_counts=True)
+    best = np.zeros(p.n_orders, np.int64)
+    np.maximum.at(best, uniq // (2 * n), counts)
+    forced = all_served & (best < n_lines)
+    groups = np.unique(cell_group[p.order_line_cell[forced[line_order]]])
+    return int(forced.sum()), groups.astype(np.int64)
+
+
 def constant_fen(p: AllocationProblem, served: np.ndarray) -> float:
     """What every plan pays that the model of the ``served`` cells leaves out: the unfilled penalty of the
     cells no courier serves, and the churn of every previous piece (keeps earn it back)."""
@@ -204,7 +247,7 @@ class Model:
         """Which variables are integral in the MIP: everything but overtime minutes and keeps (a keep is
         at most integral quantities, and the churn it earns back makes it as large as they allow)."""
         mask = np.ones(self.n_vars, np.bool_)
-        for name in ("extra", "keep_pick", "keep_made"):
+        for name in ("extra", "keep_pick", "keep_made", "split"):
             lo, hi = self.var_at[name]
             mask[lo:hi] = False
         return mask
@@ -341,6 +384,9 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     km_prev = np.bincount(km_inv.reshape(-1), weights=p.prev_quantity[at_ws], minlength=km_key.shape[0])
     keep_h, keep_ws = km_key // n_site, km_key % n_site
 
+    # --- forced splits: orders no one site can serve whole ship two parcels, or leave a piece unfilled -----
+    n_forced, forced_g = forced_splits(p, gr.cell_group)
+
     # --- variables ----------------------------------------------------------------------------------------
     n_pick, n_spare, n_arc = pick_g.shape[0], spare_h.shape[0], arc_h.shape[0]
     sizes = {
@@ -354,6 +400,7 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
         "extra": n_res,
         "keep_pick": int(keep_g.shape[0]),
         "keep_made": int(keep_h.shape[0]),
+        "split": 1 if n_forced else 0,
     }
     var_at: dict[str, tuple[int, int]] = {}
     at = 0
@@ -380,6 +427,7 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     churn = -float(p.churn_fen_per_unit)
     put("keep_pick", churn, kp_prev.astype(np.float64))
     put("keep_made", churn, km_prev.astype(np.float64))
+    put("split", float(p.split_fen_per_parcel), np.inf)
 
     # --- rows ---------------------------------------------------------------------------------------------
     r_i: list[I64] = []
@@ -500,6 +548,19 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
             (spare_at[spare_at >= 0], v("spare", np.flatnonzero(spare_at >= 0)), -1.0),
         ],
     )
+    # at least one parcel past the first per forced order, but for those a piece of which is unfilled (each
+    # unfilled piece excuses at most one order)
+    if n_forced:
+        rows(
+            "split",
+            1,
+            float(n_forced),
+            np.inf,
+            [
+                (np.zeros(1, np.int64), v("split"), 1.0),
+                (np.zeros(forced_g.shape[0], np.int64), v("unmet", forced_g), 1.0),
+            ],
+        )
     if strong:
         arc_idx = np.arange(n_arc, dtype=np.int64)
         cap = np.minimum(gr.h_quantity[arc_h], lot_max[arc_lot]).astype(np.float64)

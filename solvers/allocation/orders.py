@@ -32,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 
 from solvers.allocation.data import F64, I64, AllocationProblem
-from solvers.allocation.model import Model, _expand, stock_rows
+from solvers.allocation.model import Model, servable_sites
 from solvers.allocation.result import AllocationResult
 
 ROUNDS = 4  # rounds of whole-line requests before the lines left are cut
@@ -226,25 +226,11 @@ def split_steer(p: AllocationProblem, m: Model) -> F64:
     n = n_site_keys(p)
     line_cell = p.order_line_cell
     line_order = p.order_line_order()
-    g_of_line = m.groups.cell_group[line_cell]
-    lines = np.flatnonzero(g_of_line >= 0)
+    lines = np.flatnonzero(m.groups.cell_group[line_cell] >= 0)
     if lines.size == 0:
         return out
-    # every (line, site that could serve it)
-    item, row = stock_rows(p, p.cell_sku[line_cell[lines]])
-    ok = p.may_take(p.cell_owner[line_cell[lines[item]]], p.stock_owner[row]) & (p.stock_available[row] > 0)
-    w_line, w_key = lines[item[ok]], p.stock_warehouse[row[ok]]
-    by_style = np.argsort(p.qual_style, kind="stable")
-    q_start = np.searchsorted(p.qual_style[by_style], np.arange(p.n_styles + 1))
-    style = p.cell_style[line_cell[lines]]
-    item, rank = _expand(q_start[style + 1] - q_start[style])
-    ws_line = lines[item]
-    ws_key = n + p.qual_workshop[by_style[q_start[style[item]] + rank]]
-    pair_line = np.concatenate((w_line, ws_line))
-    pair_key = np.concatenate((w_key, ws_key))
+    pair_line, pair_key = servable_sites(p, lines)
     # one (line, site) per pair; per (order, site), how many of the order's lines the site could serve
-    pk = np.unique(pair_line * (2 * n) + pair_key)
-    pair_line, pair_key = pk // (2 * n), pk % (2 * n)
     order_site = line_order[pair_line] * (2 * n) + pair_key
     uniq, inv = np.unique(order_site, return_inverse=True)
     servable = np.bincount(inv.reshape(-1), minlength=uniq.shape[0])[inv.reshape(-1)]

@@ -528,9 +528,13 @@ def merge(
         seed=seed,
         **arrays,
     )
-    # orders across shards and churn are counted on the whole plan; the shards' bounds leave the penalty
-    # out and count at most the churn of their own cells' previous pieces, so their sum stays a bound
-    return finish(p, merged)
+    # orders across shards and churn are counted on the whole plan; the shards' bounds count at most the
+    # splits and churn of their own cells, so their sum stays a bound. Optimal shards make an optimal whole
+    # only if the whole pays no more than they did (no order split across shards, no churn a shard missed)
+    whole = finish(p, merged)
+    if stopped_by == "optimal" and whole.objective_fen > sum(r.objective_fen for r in results):
+        whole = replace(whole, stopped_by="work")
+    return whole
 
 
 def solve_sharded(
