@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import ortools.linear_solver.linear_solver_pb2 as linear_solver_pb2
 import ortools.linear_solver.pywraplp as pywraplp
+from ortools.graph.python import min_cost_flow
 from ortools.sat.python import cp_model
 
 from solvers.allocation.core import (
@@ -437,6 +438,7 @@ def solve_cpsat(
 # --- MIP (SCIP / HiGHS) and LP (GLOP) ---------------------------------------------------------------------
 _SOLVER_TYPES = {
     "scip": linear_solver_pb2.MPModelRequest.SCIP_MIXED_INTEGER_PROGRAMMING,
+    "highs": linear_solver_pb2.MPModelRequest.HIGHS_MIXED_INTEGER_PROGRAMMING,
     "glop": linear_solver_pb2.MPModelRequest.GLOP_LINEAR_PROGRAMMING,
 }
 
@@ -539,6 +541,19 @@ def _mip_proto(
             row.coefficient.extend(coefs)
             row.lower_bound = lo
             row.upper_bound = top
+    if spec.full and (y_index >= 0).any():
+        # The sites open must hold the must-serve demand between them (a cover row: valid for every
+        # solution, and it cuts off the LP's many barely-open sites).
+        units = np.bincount(lay.arc_k, weights=lay.vub * lay.fq, minlength=n_k)
+        reach = np.minimum(lay.cap_free, units)
+        need = float(p.demand_quantity[p.must_serve].sum()) - float(reach[y_index < 0].sum())
+        if need > 0:
+            has_y = np.flatnonzero(y_index >= 0)
+            row = C.add()
+            row.var_index.extend(y_index[has_y].tolist())
+            row.coefficient.extend(reach[has_y].astype(np.float64).tolist())
+            row.lower_bound = need
+            row.upper_bound = math.inf
     res_row = np.full(spec.resources.shape[0], -1, dtype=np.int64)
     for ri, (pos, coef, spos, scoef) in enumerate(_resource_terms(prep, spec, lay)):
         r = int(spec.resources[ri])
@@ -627,20 +642,34 @@ def solve_mip(
     seconds: float,
     seed: int = 0,
     nodes: int | None = None,
+    solver: str = "scip",
 ) -> SubResult:
     """Solve ``spec`` as a MIP; flows come back integral (a fractional answer is re-solved with the
     switches fixed, which leaves a network-like problem)."""
     lay = _layout(prep, spec)
     model, n_a, _, _ = _mip_proto(prep, spec, lay, relax=False, link=True, hint=hint)
-    params = [
-        f"randomization/randomseedshift = {int(seed) % 1000}",
-        "limits/gap = 0",
-        "limits/absgap = 1e-7",
-    ]
-    if nodes is not None:
-        params.append(f"limits/totalnodes = {int(nodes)}")
+    if solver == "scip":
+        params = [
+            f"randomization/randomseedshift = {int(seed) % 1000}",
+            "limits/gap = 0",
+            "limits/absgap = 1e-7",
+        ]
+        if nodes is not None:
+            params.append(f"limits/totalnodes = {int(nodes)}")
+    else:
+        # (HiGHS 1.12 through OR-Tools crashes on a solution hint: it gets none.)
+        model.ClearField("solution_hint")
+        params = [
+            "output_flag = false",
+            f"random_seed = {int(seed) % 1000}",
+            "threads = 1",
+            "mip_rel_gap = 0",
+            "mip_abs_gap = 1e-7",
+        ]
+        if nodes is not None:
+            params.append(f"mip_max_nodes = {int(nodes)}")
     t0 = time.perf_counter()
-    response = _run(model, "scip", seconds, "\n".join(params))
+    response = _run(model, solver, seconds, "\n".join(params))
     took = time.perf_counter() - t0
     if response.status not in (_OPTIMAL, _FEASIBLE) or len(response.variable_value) < n_a:
         return SubResult(None, False, -math.inf, False, took, str(response.status))
@@ -929,18 +958,69 @@ def lagrangian_applies(prep: Prep) -> bool:
 class LagrangianResult:
     bound: float  # a valid lower bound (the best dual value seen)
     price: F64  # per demand: the multipliers at the best bound
-    site_value: F64  # per site, at those prices: what opening it adds to the bound (≥ 0 when closed)
+    site_value: F64  # per site, at those prices: what opening it adds to the bound (0 when it is open)
     flow: I64 | None  # the best solution the heuristic found
     objective: float
     iterations: int
     repairs: int
+    opened: B = field(
+        default_factory=lambda: np.zeros(0, dtype=np.bool_)
+    )  # the relaxation's sites at the bound
+
+
+# The cover's dynamic programme works on capacities scaled to at most this many buckets.
+_COVER_BUCKETS = 20_000
+
+
+def _cover(value: F64, cap: I64, need: int, force: int = -1) -> tuple[float, B]:
+    """``min Σ value_i·y_i`` over ``y ∈ {0,1}`` with ``Σ cap_i·y_i ≥ need`` (and ``y_force = 1``): the sites
+    a relaxation opens when they must hold the must-serve demand between them. Every site of negative value
+    is taken; the rest is a covering knapsack, solved exactly when the capacities are equal (the cheapest
+    that suffice) and otherwise by a dynamic programme over capacities rounded up to ``_COVER_BUCKETS``
+    buckets, whose optimum is at most the true one (rounding up only makes covering easier): a valid
+    relaxation either way. An unreachable ``need`` drops the constraint."""
+    chosen: B = value < 0
+    if force >= 0:
+        chosen[force] = True
+    total = float(value[chosen].sum())
+    rest = int(need) - int(cap[chosen].sum())
+    cand = np.flatnonzero(~chosen & (cap > 0))
+    if rest <= 0 or int(cap[cand].sum()) < rest:
+        return total, chosen
+    v, c = value[cand], cap[cand]
+    if int(c.max()) == int(c.min()):
+        k = -(-rest // int(c[0]))
+        pick = cand[np.argsort(v, kind="stable")[:k]]
+    else:
+        scale = max(1, -(-rest // _COVER_BUCKETS))
+        cs = -(-c // scale)
+        r = -(-rest // scale)
+        g = np.full(r + 1, np.inf)
+        g[0] = 0.0
+        took = np.zeros((cand.shape[0], r + 1), dtype=np.bool_)
+        idx = np.arange(r + 1)
+        for t in range(cand.shape[0]):
+            via = v[t] + g[np.maximum(idx - int(cs[t]), 0)]
+            took[t] = via < g
+            g = np.where(took[t], via, g)
+        at = r
+        sel = []
+        for t in range(cand.shape[0] - 1, -1, -1):
+            if at > 0 and took[t, at]:
+                sel.append(t)
+                at = max(at - int(cs[t]), 0)
+        pick = cand[np.array(sel, dtype=np.int64)]
+    chosen[pick] = True
+    return float(value[chosen].sum()), chosen
 
 
 def lagrangian(prep: Prep, *, seconds: float, seed: int, max_iterations: int = 400) -> LagrangianResult:
-    """Relax the demand rows with prices λ: each site then opens iff its best continuous knapsack of arcs
-    (per-unit value ``cost - λ_j``, up to its capacity) beats its fixed cost. Subgradient steps on λ; every
-    few steps the sites the relaxation opens are handed, with all their arcs, to a small MIP for a feasible
-    solution (which also sharpens the step size)."""
+    """Relax the demand rows with prices λ: each site's value is its fixed cost plus its best continuous
+    knapsack of arcs (per-unit value ``cost - λ_j``, up to its capacity), and the sites opened are the
+    cheapest set whose capacities cover the must-serve demand (``Σ cap_k·y_k ≥ Σ q_j``, valid for every
+    solution, and what makes the bound strong when few sites must open). Subgradient steps on λ; every few
+    steps the sites the relaxation opens are handed, with all their arcs, to a transportation LP for a
+    feasible solution (which also sharpens the step size)."""
     p = prep.p
     t0 = time.perf_counter()
     live = prep.live
@@ -952,6 +1032,10 @@ def lagrangian(prep: Prep, *, seconds: float, seed: int, max_iterations: int = 4
     fixed = p.site_fixed_cost
     q = p.demand_quantity.astype(np.float64)
     unmet = p.demand_unmet_cost
+    # What each site could carry at most (its capacity, and no more than its arcs reach), and what the
+    # sites must carry between them.
+    reach = np.minimum(prep.site_cap, np.bincount(k, weights=ub, minlength=p.n_sites).astype(np.int64))
+    need = int(p.demand_quantity[p.must_serve].sum())
     # start: the cheapest way to serve a unit, fixed costs spread over capacity
     spread = cost + fixed[k] / np.maximum(cap[k], 1.0)
     lam = np.full(p.n_demands, np.inf)
@@ -959,6 +1043,7 @@ def lagrangian(prep: Prep, *, seconds: float, seed: int, max_iterations: int = 4
     lam[~np.isfinite(lam)] = 0.0
     lam = np.minimum(lam, np.where(np.isfinite(unmet), unmet, np.inf))
     best_bound, best_lam, best_site_v = -math.inf, lam.copy(), np.zeros(p.n_sites)
+    best_open = np.zeros(p.n_sites, dtype=np.bool_)
     best_flow: I64 | None = None
     best_obj = math.inf
     theta = 2.0
@@ -970,23 +1055,22 @@ def lagrangian(prep: Prep, *, seconds: float, seed: int, max_iterations: int = 4
         if time.perf_counter() - t0 > seconds:
             break
         w = cost - lam[j]
-        neg = w < 0
-        order = np.lexsort((w, k))  # by site, then value
-        ks, ws, us, ns = k[order], w[order], ub[order], neg[order]
-        take_ub = np.where(ns, us, 0.0)
-        cum = np.cumsum(take_ub)
-        start = np.searchsorted(ks, np.arange(p.n_sites + 1))
-        before = cum - take_ub - np.where(start[ks] > 0, cum[np.maximum(start[ks] - 1, 0)], 0.0)
-        before = np.where(start[ks] > 0, before, cum - take_ub)
-        take = np.clip(cap[ks] - before, 0.0, take_ub)
+        # Only arcs of negative value enter a knapsack: sort those, by site and then value.
+        order = np.flatnonzero(w < 0)
+        order = order[np.lexsort((w[order], k[order]))]
+        ks, ws, us = k[order], w[order], ub[order]
+        cum = np.cumsum(us)
+        first = np.searchsorted(ks, ks)  # where each arc's site starts in the sorted run
+        before = cum - us - np.where(first > 0, cum[np.maximum(first - 1, 0)], 0.0)
+        take = np.clip(cap[ks] - before, 0.0, us)
         value = np.bincount(ks, weights=ws * take, minlength=p.n_sites)
         site_v = fixed + value
-        opened = site_v < 0
+        open_v, opened = _cover(site_v, reach, need)
         u = np.where(np.isfinite(unmet) & (unmet - lam < 0), q, 0.0)
         unserved = (np.minimum(unmet - lam, 0.0) * q)[u > 0].sum()
-        dual = float(lam @ q + np.minimum(site_v, 0.0).sum() + unserved)
+        dual = float(lam @ q + open_v + unserved)
         if dual > best_bound + 1e-9 * max(1.0, abs(dual)):
-            best_bound, best_lam, best_site_v = dual, lam.copy(), site_v.copy()
+            best_bound, best_lam, best_site_v, best_open = dual, lam.copy(), site_v.copy(), opened.copy()
             stall = 0
         else:
             stall += 1
@@ -1013,9 +1097,13 @@ def lagrangian(prep: Prep, *, seconds: float, seed: int, max_iterations: int = 4
         step = theta * max(target - dual, 1e-9 * max(1.0, abs(dual))) / norm
         lam = lam + step * g
         lam = np.minimum(lam, np.where(np.isfinite(unmet), unmet, np.inf))
-    # what opening a site adds to the bound: its value when closed, nothing when open
-    added = np.maximum(best_site_v, 0.0)
-    return LagrangianResult(best_bound, best_lam, added, best_flow, best_obj, it, repairs)
+    # what opening a site adds to the bound: the cover's optimum with the site forced in, less the optimum
+    base, _ = _cover(best_site_v, reach, need)
+    added = np.zeros(p.n_sites)
+    for s in np.flatnonzero(~best_open).tolist():
+        forced, _ = _cover(best_site_v, reach, need, force=s)
+        added[s] = max(forced - base, 0.0)
+    return LagrangianResult(best_bound, best_lam, added, best_flow, best_obj, it, repairs, best_open)
 
 
 def _open_and_route(prep: Prep, opened: B, site_value: F64, *, seconds: float) -> I64 | None:
@@ -1043,3 +1131,151 @@ def _open_and_route(prep: Prep, opened: B, site_value: F64, *, seconds: float) -
     flow = np.zeros(p.n_arcs, dtype=np.int64)
     flow[spec.arcs] = np.clip(np.round(values).astype(np.int64), 0, lay.vub) * lay.fq
     return flow
+
+
+# --- facility search: open/close moves, each routed exactly ------------------------------------------------
+# Min-cost flow works in int64: costs are scaled so that no sum it can form comes near 2^63.
+_FLOW_LIMIT = float(2**60)
+
+
+class Transport:
+    """The best flows for a fixed set of open sites (fixed-charge transportation shapes only): a min-cost
+    flow from the demands through the open sites' arcs to a sink, with an arc straight to the sink for
+    demand that may go unmet. Costs are scaled to integers; a result is then re-priced exactly."""
+
+    def __init__(self, prep: Prep) -> None:
+        p = prep.p
+        self.prep = prep
+        live = prep.live
+        self.cost = p.arc_cost[live] + p.site_unit_cost[p.arc_site[live]]
+        unmet = np.where(prep.finite_unmet, p.demand_unmet_cost, 0.0)
+        top = max(float(np.abs(self.cost).max(initial=0.0)), float(unmet.max(initial=0.0)), 1e-9)
+        mass = top * max(float(p.demand_quantity.sum()), 1.0)
+        self.scale = 10.0 ** math.floor(math.log10(_FLOW_LIMIT / mass)) if mass > 0 else 1.0
+        self.scale = min(self.scale, 1e9)
+        self.unit = np.round(self.cost * self.scale).astype(np.int64)
+        self.unmet_unit = np.round(unmet * self.scale).astype(np.int64)
+        # How far a routed objective may be from its estimate: half a scaled unit on every unit of flow.
+        self.slack = float(p.demand_quantity.sum()) / self.scale + 1e-9
+
+    def route(self, opened: B) -> tuple[I64, float] | None:
+        """The flow over the open sites and its objective up to the rounding of the scaled costs (within
+        ``slack``); None when they cannot serve the must-serve demand."""
+        prep, p = self.prep, self.prep.p
+        live = prep.live
+        k = p.arc_site[live]
+        use = opened[k]
+        arcs = live[use]
+        n, m = p.n_demands, p.n_sites
+        sink = n + m
+        soft = np.flatnonzero(prep.finite_unmet)
+        tails = np.concatenate([p.arc_demand[arcs], n + np.flatnonzero(opened), soft])
+        heads = np.concatenate(
+            [n + p.arc_site[arcs], np.full(int(opened.sum()), sink), np.full(soft.size, sink)]
+        )
+        caps = np.concatenate([prep.vub[arcs], prep.site_cap[opened], p.demand_quantity[soft]]).astype(
+            np.int64
+        )
+        costs = np.concatenate(
+            [self.unit[use], np.zeros(int(opened.sum()), dtype=np.int64), self.unmet_unit[soft]]
+        )
+        flow_solver = min_cost_flow.SimpleMinCostFlow()
+        flow_solver.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+        supply = np.zeros(n + m + 1, dtype=np.int64)
+        supply[:n] = p.demand_quantity
+        supply[sink] = -int(p.demand_quantity.sum())
+        flow_solver.set_nodes_supplies(np.arange(n + m + 1), supply)
+        if flow_solver.solve() != flow_solver.OPTIMAL:
+            return None
+        # An int64 overflow inside the solver still reports OPTIMAL, with a cost near 2^63: distrust it.
+        if abs(flow_solver.optimal_cost()) >= _FLOW_LIMIT * 4:
+            return None
+        flows = flow_solver.flows(np.arange(arcs.shape[0]))
+        out = np.zeros(p.n_arcs, dtype=np.int64)
+        out[arcs] = flows
+        used = np.bincount(p.arc_site[arcs], weights=flows, minlength=m) > 0
+        estimate = flow_solver.optimal_cost() / self.scale + float(p.site_fixed_cost[used].sum())
+        return out, estimate
+
+
+@dataclass
+class FacilityStats:
+    routes: int = 0
+    improvements: int = 0
+    sweeps: int = 0
+    local_optimum: bool = False
+
+
+def facility_search(
+    prep: Prep,
+    flow: I64,
+    objective: float,
+    *,
+    rank: F64,
+    deadline: float,
+    seed: int,
+    on_better: Any = None,
+) -> tuple[I64, float, FacilityStats]:
+    """Local search over which sites are open: close one, open one, or swap one open for one closed, each
+    candidate set routed exactly (:class:`Transport`); first improvement, until no move improves (a local
+    optimum) or the deadline. Sites are tried in ``rank`` order (lowest first: the Lagrangian's cost of
+    opening them). ``on_better(flow, objective)`` is told of each improvement and returns whether the
+    candidates changed (sites ruled out since are no longer tried)."""
+    p = prep.p
+    rng = np.random.default_rng(seed)
+    transport = Transport(prep)
+    stats = FacilityStats()
+    opened = np.bincount(p.arc_site, weights=flow > 0, minlength=p.n_sites) > 0
+    best_flow, best_obj = flow, objective
+
+    def candidates() -> I64:
+        has = np.bincount(p.arc_site[prep.live], minlength=p.n_sites) > 0
+        return np.flatnonzero(has & prep.switch)
+
+    def attempt(trial: B) -> bool:
+        nonlocal best_flow, best_obj, opened, transport
+        answer = transport.route(trial)
+        stats.routes += 1
+        if answer is None:
+            return False
+        routed, estimate = answer
+        if estimate >= best_obj + transport.slack:
+            return False
+        obj, ok = objective_of(prep, routed)
+        if not ok or obj >= best_obj - 1e-9 * max(1.0, abs(best_obj)):
+            return False
+        best_flow, best_obj = routed, obj
+        opened = np.bincount(p.arc_site, weights=routed > 0, minlength=p.n_sites) > 0
+        stats.improvements += 1
+        if on_better is not None and on_better(routed, obj):
+            transport = Transport(prep)
+        return True
+
+    while time.perf_counter() < deadline:
+        stats.sweeps += 1
+        cand = candidates()
+        closed = cand[~opened[cand]]
+        closed = closed[np.argsort(rank[closed], kind="stable")]
+        open_now = np.flatnonzero(opened & prep.switch)
+        moves: list[tuple[int, int]] = [(int(i), -1) for i in rng.permutation(open_now)]
+        moves += [(-1, int(k)) for k in closed]
+        for k in closed.tolist():
+            moves += [(int(i), k) for i in rng.permutation(open_now)]
+        improved = False
+        for out, into in moves:
+            if time.perf_counter() >= deadline:
+                break
+            if (out >= 0 and not opened[out]) or (into >= 0 and opened[into]):
+                continue
+            trial = opened.copy()
+            if out >= 0:
+                trial[out] = False
+            if into >= 0:
+                trial[into] = True
+            if attempt(trial):
+                improved = True
+                break
+        if not improved:
+            stats.local_optimum = time.perf_counter() < deadline
+            break
+    return best_flow, best_obj, stats

@@ -35,11 +35,13 @@ import numpy as np
 
 from solvers.allocation.core import CoreInfeasible, CoreProblem, CoreResult, evaluate, normalised
 from solvers.allocation.core_lns import (
+    LagrangianResult,
     LpResult,
     Prep,
     Search,
     Spec,
     SubResult,
+    facility_search,
     full_spec,
     lagrangian,
     lagrangian_applies,
@@ -62,6 +64,8 @@ _OPT_TOL = 1e-7
 _EXACT_SHARE = 0.15
 # Share of the time left the Lagrangian relaxation may take (fixed-charge transportation shapes).
 _LAGRANGIAN_SHARE = 0.3
+# Share of the time left the search over open sites may take (fixed-charge transportation shapes).
+_FACILITY_SHARE = 0.5
 
 T = TypeVar("T")
 
@@ -141,6 +145,26 @@ def _prune(prep: Prep, lp: LpResult, best: _Best) -> int:
     before = prep.live.shape[0]
     prep.restrict(keep)
     return before - int(prep.live.shape[0])
+
+
+def _lagrangian_shut(prep: Prep, lag: LagrangianResult, best: _Best, counters: dict[str, float]) -> bool:
+    """Close every site whose opening alone lifts the Lagrangian bound past the incumbent: it is closed in
+    anything better. The incumbent's own arcs stay. Returns whether any arc went."""
+    assert best.flow is not None
+    p = prep.p
+    slack = best.objective - lag.bound
+    used = np.bincount(p.arc_site, weights=best.flow > 0, minlength=p.n_sites).astype(np.bool_)
+    shut = (lag.site_value > slack + 1e-6 * max(1.0, abs(best.objective))) & ~used
+    keep = ~shut[p.arc_site] | (best.flow > 0)
+    before = prep.live.shape[0]
+    if not (prep.alive & ~keep).any():
+        return False
+    prep.restrict(keep)
+    counters["lagrangian_closed_sites"] = int(shut.sum())
+    counters["lagrangian_pruned_arcs"] = (
+        counters.get("lagrangian_pruned_arcs", 0) + before - int(prep.live.shape[0])
+    )
+    return True
 
 
 def _kernel(prep: Prep, lp: LpResult | None, score: F64, top: int) -> tuple[I64, I64]:
@@ -258,6 +282,7 @@ def solve_core(
         counters["exact_seconds"] = round(time.perf_counter() - t0, 3)
 
     site_weight = None
+    lag: LagrangianResult | None = None
     # fixed-charge transportation (facility location): a Lagrangian relaxation gives the strong bound
     # that the LP (without its links) cannot, a start, and prices that rank each demand's arcs
     if engine == "mip" and not best.closed() and lagrangian_applies(prep) and left() > 0:
@@ -276,18 +301,33 @@ def solve_core(
         near[np.bincount(p.arc_site[prep.live], minlength=p.n_sites) == 0] = 0.0
         site_weight = near / near.sum() if near.sum() > 0 else None
         if best.flow is not None:
-            # A site whose opening alone lifts the bound past the incumbent stays closed in anything better.
-            slack = best.objective - lag.bound
-            shut = (lag.site_value > slack + 1e-6 * max(1.0, abs(best.objective))) & ~np.bincount(
-                p.arc_site, weights=best.flow > 0, minlength=p.n_sites
-            ).astype(np.bool_)
-            keep = ~shut[p.arc_site]
-            before = prep.live.shape[0]
-            prep.restrict(keep | (best.flow > 0))  # (the incumbent's arcs are all still alive)
-            full = full_spec(prep)
-            counters["lagrangian_closed_sites"] = int(shut.sum())
-            counters["lagrangian_pruned_arcs"] = before - int(prep.live.shape[0])
+            full = full_spec(prep) if _lagrangian_shut(prep, lag, best, counters) else full
+            # Which sites are open decides most of the cost: search that directly, each set routed exactly,
+            # closing what the bound rules out as the incumbent improves.
+            lag_now = lag
 
+            def better(flow: I64, objective: float) -> bool:
+                best.offer(flow)
+                return _lagrangian_shut(prep, lag_now, best, counters)
+
+            tf = time.perf_counter()
+            flow, objective, fs = facility_search(
+                prep,
+                best.flow,
+                best.objective,
+                rank=lag.site_value,
+                deadline=time.perf_counter() + _FACILITY_SHARE * left(),
+                seed=sub_seed(),
+                on_better=better,
+            )
+            best.offer(flow)
+            full = full_spec(prep)
+            counters.update(
+                facility_seconds=round(time.perf_counter() - tf, 3),
+                facility_routes=fs.routes,
+                facility_improvements=fs.improvements,
+                facility_local_optimum=float(fs.local_optimum),
+            )
     # a start for the search, when there is none yet: the restricted whole problem, widening
     top = 3
     while best.flow is None and left() > 0:
@@ -317,7 +357,13 @@ def solve_core(
     # depend on the clock)
     searches: list[Search] = []
     stopped_by = "time"
-    handover = False
+
+    def mip_reach() -> bool:
+        """Facility location: once the Lagrangian has closed enough sites, the whole MIP is within reach
+        (and the time is better spent there than on the search)."""
+        return lag is not None and full.arcs.shape[0] <= _MAX_FULL_MIP_ARCS
+
+    handover = mip_reach()
     if not best.closed():
         start_flow, start_objective = best.flow, best.objective
         searches = [
@@ -362,6 +408,7 @@ def solve_core(
             rounds = _parallel([partial(round_of, sr) for sr in searches])
             if not any(done for done, _ in rounds):
                 break
+            improved = False
             for sr, (done, over) in zip(searches, rounds, strict=True):
                 handover |= over
                 for r in done:
@@ -370,6 +417,11 @@ def solve_core(
                     best.raise_bound(done[-1].bound + prep.constant)
                 if sr.best_objective < best.objective:
                     best.flow, best.objective = sr.best_flow, sr.best_objective
+                    improved = True
+            if improved and lag is not None:
+                if _lagrangian_shut(prep, lag, best, counters):
+                    full = full_spec(prep)
+                handover |= mip_reach()
             for sr in searches:
                 if sr.objective > best.objective:
                     sr.adopt(best.flow, best.objective)
@@ -410,9 +462,12 @@ def solve_core(
             best.offer_sub(full, r)
     elif engine == "mip" and not best.closed() and full.arcs.shape[0] <= _MAX_FULL_MIP_ARCS and left() > 0.5:
         assert best.flow is not None
+        counters["full_mip_start"] = round(time.perf_counter() - t0, 3)
+        counters["full_mip_arcs"] = int(full.arcs.shape[0])
         r = solve_mip(prep, full, best.flow[full.arcs], seconds=left(), seed=sub_seed())
         work_done += r.work
         best.offer_sub(full, r)
+        counters["full_mip_seconds"] = round(r.work, 3)
 
     assert best.flow is not None
     flow = best.flow
