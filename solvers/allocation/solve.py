@@ -5,6 +5,10 @@
 - Otherwise the LP relaxation is solved (its optimum is a bound; above ``pdlp_vars`` columns by PDLP, whose
   row prices bound it by weak duality), every lot the LP does not touch is closed, and the MIP is solved over
   the lots left — a much smaller decision — where it is small enough to finish.
+- A model the MIP did not solve to optimality (or, above ``mip_vars``, did not try) is relaxed to a
+  min-cost flow (:mod:`solvers.allocation.flow`: seconds at a million orders, where the LP takes minutes):
+  its optimum is a bound, and its pieces, rounded and repaired (:mod:`solvers.allocation.integral`), a
+  plan. Then the LP as above, in the time left.
 - Every engine's plan is checked against the model's rows; the rule cascade's plan is always a candidate, so
   every run ends with a feasible plan no worse than the cascade's, and the best candidate is returned with
   the best proven bound.
@@ -27,7 +31,9 @@ import numpy as np
 from ortools.linear_solver.python import model_builder_helper as mbh
 
 from solvers.allocation.data import F64, AllocationProblem
+from solvers.allocation.flow import FlowError, relax
 from solvers.allocation.greedy import allocate
+from solvers.allocation.integral import integral_plan
 from solvers.allocation.lp import LpError, fill, solve_lp
 from solvers.allocation.model import Model, build_model, constant_fen, group_cells
 from solvers.allocation.orders import split_steer
@@ -59,7 +65,13 @@ def _mip(model: Model, *, lb: F64, ub: F64, seconds: float, seed: int) -> Engine
     )
     engine.solve(helper)
     status = engine.status()
-    has = engine.has_solution() and status in (mbh.SolveStatus.OPTIMAL, mbh.SolveStatus.FEASIBLE)
+    # HiGHS stopped by its time limit with a solution reports an unknown status: the solution stands (every
+    # plan is checked against the model's rows), and so does its bound
+    has = engine.has_solution() and status in (
+        mbh.SolveStatus.OPTIMAL,
+        mbh.SolveStatus.FEASIBLE,
+        mbh.SolveStatus.UNKNOWN_STATUS,
+    )
     values = np.asarray(engine.variable_values(), dtype=np.float64) if has else None
     bound = float(engine.best_objective_bound()) if has or status == mbh.SolveStatus.OPTIMAL else -np.inf
     return Engine(values, bound, status == mbh.SolveStatus.OPTIMAL)
@@ -142,6 +154,16 @@ def solve(
         if steered is not None and not optimal and left() > 0:
             run = _mip(steered, lb=model.lb, ub=model.ub, seconds=left() * 0.5, seed=seed)
             candidates += _plans(problem, model, run.values, "mip-steered", seed)
+    if not optimal and left() > 0 and not problem.prev_quantity.any():
+        # the flow leaves out the keeps of a previous plan, which earn churn back: with one it would not
+        # relax the model, so a re-plan goes straight to the LP
+        try:
+            flow = relax(problem, model, deadline=time.perf_counter() + left() * 0.6)
+        except FlowError:
+            pass
+        else:
+            bound = max(bound, flow.bound)
+            candidates += _plans(problem, model, integral_plan(problem, model, flow.values), "flow", seed)
     if not optimal and left() > 0:
         # HiGHS's simplex is exact but slow past a few hundred thousand columns (61 s at 1.09 million): a
         # large model is first bounded by PDLP's prices (30 s there, 3% below the optimum), then HiGHS has
