@@ -52,6 +52,18 @@ TONGDA_FACTOR = {"ZTO": 1.00, "YTO": 1.03, "YUNDA": 0.98, "STO": 0.96, "JT": 0.9
 
 # Expected units per order (lines x quantity), used to size stock and warehouse capacity.
 UNITS_PER_ORDER = 1.35
+STREAM_SHARE = 0.38  # of the day's orders that come from live streams
+
+
+def stream_count(merchants: int) -> int:
+    """How many live streams a day of a belt with this many merchants has."""
+    return int(np.clip(round(3 + merchants / 10), 3, 12))
+
+
+def stream_candidates(style_weight: FloatArray, n_streams: int) -> IntArray:
+    """The styles hosts may feature: the most popular ones (a twentieth of them, at least one per stream)."""
+    top: IntArray = np.argsort(-style_weight, kind="stable")[: max(n_streams, len(style_weight) // 20)]
+    return top
 
 
 @dataclass
@@ -421,11 +433,26 @@ def generate_master(
         np.array([w for w in range(workshops) if f in w_fams[w]], dtype=np.int64)
         for f in range(len(fam_codes))
     ]
+    # A hit is farmed out to as many workshops as its minutes need: enough of them that one day of their
+    # regular minutes in its family covers the whole day's demand for the style 1.5 times over, not a fixed
+    # handful (with one, a belt-sized day left a third of the hits' orders with nowhere to be made).
+    fam_minutes = np.bincount(
+        cap_fam,
+        weights=workers[np.array(cap_ws, dtype=np.int64)] * 480.0 * np.array(cap_share),
+        minlength=len(fam_codes),
+    )
+    fam_per_workshop = fam_minutes / np.maximum([len(c) for c in fam_workshops], 1)
+    # a style a host may feature is ready for a stream's share of the day (twice the average stream's)
+    share = style_weight.copy()
+    n_streams = stream_count(merchants)
+    share[stream_candidates(style_weight, n_streams)] += 2.0 * STREAM_SHARE / n_streams
+    style_day_minutes = orders * UNITS_PER_ORDER * share * minutes
+    needed = np.ceil(1.5 * style_day_minutes / np.maximum(fam_per_workshop[style_fam], 1.0)).astype(np.int64)
     q_ws: list[IntArray] = []
     q_style: list[IntArray] = []
     for s in range(n_styles):
         cands = fam_workshops[st_family[s]]
-        k = min(len(cands), 2 + int(rng.poisson(4.0)))
+        k = min(len(cands), max(2 + int(rng.poisson(4.0)), int(needed[s])))
         chosen = rng.choice(cands, size=k, replace=False)
         q_ws.append(chosen)
         q_style.append(np.full(k, s, dtype=np.int64))

@@ -22,7 +22,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fulfil.belt import geo, vocab
-from fulfil.belt.master import Master
+from fulfil.belt.master import STREAM_SHARE, Master, stream_candidates, stream_count
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -33,7 +33,6 @@ DAY_US = 24 * 3600 * 1_000_000
 SHIP_BY_US = 48 * 3600 * 1_000_000  # Douyin's standard promise: 48 h from payment
 PRESALE_SHARE = 0.03
 PRESALE_DAYS = (3, 15)  # a pre-sale order ships by the end of a local day 3 to 15 days after payment
-STREAM_SHARE = 0.38  # of the day's orders that come from live streams
 LINES_P = np.array([0.82, 0.13, 0.05])  # orders with 1, 2, 3 lines
 QTY_P = np.array([0.86, 0.10, 0.025, 0.01, 0.005])  # quantity 1..5 per line
 
@@ -148,10 +147,9 @@ class OrderPlan:
 
     def _plan_streams(self, rng: np.random.Generator, n_merchants: int) -> list[Stream]:
         m = self.master
-        n_streams = int(np.clip(round(3 + n_merchants / 10), 3, 12))
-        n_styles = len(m.style_weight)
+        n_streams = stream_count(n_merchants)
         # Hosts feature hits: draw from the most popular styles, weighted by popularity.
-        top = np.argsort(-m.style_weight, kind="stable")[: max(n_streams, n_styles // 20)]
+        top = stream_candidates(m.style_weight, n_streams)
         styles = rng.choice(
             top,
             size=n_streams,
