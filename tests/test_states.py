@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from fulfil.domain.models import Batch, Merchant, Order, Platform, PlatformShop
 from fulfil.domain.states import (
@@ -161,6 +161,27 @@ def test_bulk_transition_is_all_or_nothing_and_names_the_order(clean: Backend) -
     with session_scope(clean.engine) as s:
         statuses = s.scalars(select(Order.status).order_by(Order.id)).all()
     assert statuses == [OrderState.BATCHED, OrderState.BATCHED, OrderState.SHIPPED, OrderState.BATCHED]
+
+
+def test_bulk_transition_of_more_ids_than_one_statement_lists(clean: Backend) -> None:
+    # 12,001 orders: PostgreSQL takes them as one array, SQLite in chunks of 5,000; one illegal among them
+    # fails the whole transition either way
+    from fulfil.db import session_scope
+
+    statuses = [OrderState.PAID] * 12_001
+    statuses[11_000] = OrderState.SHIPPED
+    ids = _orders(clean, statuses)
+    with pytest.raises(IllegalTransition, match=rf"^order {ids[11_000]}: cannot batch in state shipped$"):
+        with session_scope(clean.engine) as s:
+            ORDER.fire_ids(s, Order, ids, OrderEvent.BATCH)
+    legal = ids[:11_000] + ids[11_001:]
+    with session_scope(clean.engine) as s:
+        assert ORDER.fire_ids(s, Order, legal, OrderEvent.BATCH) == 12_000
+    with session_scope(clean.engine) as s:
+        counts = {
+            row[0]: row[1] for row in s.execute(select(Order.status, func.count()).group_by(Order.status))
+        }
+    assert counts == {OrderState.BATCHED: 12_000, OrderState.SHIPPED: 1}
 
 
 @settings(max_examples=25, deadline=None)

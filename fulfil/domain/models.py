@@ -403,7 +403,10 @@ class WorkOrder(Base):
 
 
 class AllocationDecision(Base):
-    """Where one order line (or part of it) comes from, and what that costs."""
+    """Where one order line (or part of it) comes from, and what that costs.
+
+    Its ids reference other tables without foreign keys: a plan writes a million of these, and checking each
+    key of each row costs PostgreSQL a query apiece (migration 0007 says why the references hold anyway)."""
 
     __tablename__ = "allocation_decisions"
     __table_args__ = (
@@ -415,13 +418,13 @@ class AllocationDecision(Base):
         ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    solver_run_id: Mapped[int] = mapped_column(ForeignKey("solver_runs.id"), index=True)
-    order_line_id: Mapped[int] = mapped_column(ForeignKey("order_lines.id"), index=True)
+    solver_run_id: Mapped[int] = mapped_column(BigId, index=True)  # solver_runs.id
+    order_line_id: Mapped[int] = mapped_column(BigId, index=True)  # order_lines.id
     source: Mapped[SiteKind] = mapped_column(_enum(SiteKind))
-    workshop_id: Mapped[int | None] = mapped_column(ForeignKey("workshops.id"))
-    warehouse_id: Mapped[int | None] = mapped_column(ForeignKey("shared_warehouses.id"))
-    stock_owner_id: Mapped[int | None] = mapped_column(ForeignKey("merchants.id"))
-    work_order_id: Mapped[int | None] = mapped_column(ForeignKey("work_orders.id"), index=True)
+    workshop_id: Mapped[int | None] = mapped_column(BigId)  # workshops.id
+    warehouse_id: Mapped[int | None] = mapped_column(BigId)  # shared_warehouses.id
+    stock_owner_id: Mapped[int | None] = mapped_column(BigId)  # merchants.id
+    work_order_id: Mapped[int | None] = mapped_column(BigId, index=True)  # work_orders.id
     day: Mapped[dt.date] = mapped_column(Date)
     quantity: Mapped[int] = mapped_column(Integer)
     goods_fen: Mapped[int] = mapped_column(Integer)  # unit cost, or handling for stock
@@ -435,7 +438,9 @@ class AllocationDecision(Base):
 
 
 class Parcel(Base):
-    """What one order ships from one site: a split order makes several parcels."""
+    """What one order ships from one site: a split order makes several parcels.
+
+    Like :class:`AllocationDecision`, written in bulk by a plan, without foreign keys (migration 0007)."""
 
     __tablename__ = "parcels"
     __table_args__ = (
@@ -446,15 +451,15 @@ class Parcel(Base):
         ),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    order_id: Mapped[int] = mapped_column(ForeignKey("orders.id"), index=True)
-    batch_id: Mapped[int] = mapped_column(ForeignKey("batches.id"), index=True)
+    order_id: Mapped[int] = mapped_column(BigId, index=True)  # orders.id
+    batch_id: Mapped[int] = mapped_column(BigId, index=True)  # batches.id
     site_kind: Mapped[SiteKind] = mapped_column(_enum(SiteKind))
-    workshop_id: Mapped[int | None] = mapped_column(ForeignKey("workshops.id"))
-    warehouse_id: Mapped[int | None] = mapped_column(ForeignKey("shared_warehouses.id"))
+    workshop_id: Mapped[int | None] = mapped_column(BigId)  # workshops.id
+    warehouse_id: Mapped[int | None] = mapped_column(BigId)  # shared_warehouses.id
     status: Mapped[ParcelState] = mapped_column(_enum(ParcelState), default=ParcelState.PLANNED)
     weight_g: Mapped[int] = mapped_column(Integer)
     ready_on: Mapped[dt.date] = mapped_column(Date)
-    courier_id: Mapped[int | None] = mapped_column(ForeignKey("couriers.id"))
+    courier_id: Mapped[int | None] = mapped_column(BigId)  # couriers.id
     shipping_fen: Mapped[int | None] = mapped_column(Integer)
 
 
