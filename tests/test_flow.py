@@ -115,3 +115,26 @@ def test_minutes_that_are_not_whole_units_still_give_a_bound_and_a_plan() -> Non
     values = integral_plan(p, m, flow.values)
     assert feasible(m, values)
     assert check_plan(p, to_result(p, m, values, solver="optimiser/flow", seed=0)) == []
+
+
+def test_a_belt_with_too_many_line_site_pairs_plans_without_the_split_search(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # listing (line, site) pairs is what finding unavoidable splits and steering away from splits cost: past
+    # the limit neither is done, and the plan and its bound stay valid (the penalty is still counted)
+    from solvers.allocation import model as model_module
+    from solvers.allocation import orders as orders_module
+    from tests.test_orders_churn import random_orders_problem
+
+    p = random_orders_problem(0, split=2_000, churn=0)
+    assert model_module.servable_pair_count(p, np.arange(p.n_order_lines)) > 0
+    m = _model(p)
+    assert m.var_at["split"][1] > m.var_at["split"][0]  # forced splits are found under the limit
+    monkeypatch.setattr(model_module, "MAX_SITE_PAIRS", 0)
+    monkeypatch.setattr(orders_module, "MAX_SITE_PAIRS", 0)
+    m = _model(p)
+    assert m.var_at["split"][1] == m.var_at["split"][0]
+    assert not orders_module.split_steer(p, m).any()
+    r = solve(p, seconds=10)
+    assert check_plan(p, r) == []
+    assert r.bound_fen is not None and r.bound_fen <= r.objective_fen

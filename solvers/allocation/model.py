@@ -144,6 +144,20 @@ def _positions(sorted_keys: I64, keys: I64) -> I64:
     return np.where(sorted_keys[pos] == keys, pos, -1).astype(np.int64)
 
 
+# Listing every (order line, site) pair that could serve it is what finding unavoidable splits costs; a hit
+# made at hundreds of workshops makes that tens of millions of pairs at a million orders (8 GB seen), so
+# above this many the splits are not looked for (the bound leaves them out, as it may; no steering either)
+MAX_SITE_PAIRS = 4_000_000
+
+
+def servable_pair_count(p: AllocationProblem, lines: I64) -> int:
+    """How many (line, site) pairs :func:`servable_sites` would list at most (before the owner rule)."""
+    cell = p.order_line_cell[lines]
+    stock_per_sku = np.bincount(p.stock_sku, minlength=p.n_skus)
+    quals_per_style = np.bincount(p.qual_style, minlength=p.n_styles)
+    return int(stock_per_sku[p.cell_sku[cell]].sum() + quals_per_style[p.cell_style[cell]].sum())
+
+
 def servable_sites(p: AllocationProblem, lines: I64) -> tuple[I64, I64]:
     """Every (listed order line, site) where the site could serve the line at all, one pair each: a warehouse
     holding stock of its SKU its owner may take (key ``warehouse``), a workshop qualified for its style (key
@@ -168,6 +182,8 @@ def forced_splits(p: AllocationProblem, cell_group: I64) -> tuple[int, I64]:
     """Listed orders that no one site could serve whole (all their cells served by a courier): how many, and
     the SKU groups of their lines. Each ships at least two parcels unless a piece of it is unfilled."""
     if p.split_fen_per_parcel == 0 or p.n_order_lines == 0:
+        return 0, np.empty(0, np.int64)
+    if servable_pair_count(p, np.arange(p.n_order_lines, dtype=np.int64)) > MAX_SITE_PAIRS:
         return 0, np.empty(0, np.int64)
     line_order = p.order_line_order()
     n_lines = np.diff(p.order_start)

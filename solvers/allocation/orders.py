@@ -32,7 +32,7 @@ from dataclasses import replace
 import numpy as np
 
 from solvers.allocation.data import F64, I64, AllocationProblem
-from solvers.allocation.model import Model, servable_sites
+from solvers.allocation.model import MAX_SITE_PAIRS, Model, servable_pair_count, servable_sites
 from solvers.allocation.result import AllocationResult
 
 ROUNDS = 4  # rounds of whole-line requests before the lines left are cut
@@ -227,7 +227,7 @@ def split_steer(p: AllocationProblem, m: Model) -> F64:
     line_cell = p.order_line_cell
     line_order = p.order_line_order()
     lines = np.flatnonzero(m.groups.cell_group[line_cell] >= 0)
-    if lines.size == 0:
+    if lines.size == 0 or servable_pair_count(p, lines) > MAX_SITE_PAIRS:
         return out
     pair_line, pair_key = servable_sites(p, lines)
     # one (line, site) per pair; per (order, site), how many of the order's lines the site could serve
