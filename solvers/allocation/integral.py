@@ -144,7 +144,9 @@ def integral_plan(p: AllocationProblem, m: Model, fractional: F64) -> F64:
     pick_hand = pick_handling(p, m)
     w = line_ratio[m.pick_g]
     load = _sum_by(pick_hand, pick * w, hand_cap.shape[0])
-    off2 = _shed(load, hand_cap, pick_hand, pick, w, pick_frac)
+    # an overfilled warehouse-day sheds the picks of groups due latest first: they can still be picked on a
+    # later day on time, where a group due that day could only go late or be made
+    off2 = _shed(load, hand_cap, pick_hand, pick, w, g.g_due[m.pick_g] - m.pick_day + pick_frac / 2)
     pick -= off2
     g_left = np.bincount(m.pick_g, weights=off + off2, minlength=n_g).astype(np.int64)
 
