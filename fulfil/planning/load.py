@@ -156,11 +156,14 @@ def load_batch(session: Session, batch_id: int, *, previous: bool = False) -> Lo
         select(Order.id, Order.province, Order.ship_by, Order.merchant_id).where(in_batch).order_by(Order.id),
         [np.int64, object, "datetime64[us]", np.int64],
     )
+    # every list is read in a fixed order (by ids), never PostgreSQL's physical one, which differs after a
+    # reset: the same batch makes the same problem, and so the same plan
     line_id, line_order, line_sku_id, line_qty = _columns(
         session,
         select(OrderLine.id, OrderLine.order_id, OrderLine.sku_id, OrderLine.quantity)
         .join(Order, Order.id == OrderLine.order_id)
-        .where(in_batch),
+        .where(in_batch)
+        .order_by(OrderLine.id),
         [np.int64, np.int64, np.int64, np.int64],
     )
     empty_orders = np.setdiff1d(order_ids, line_order)
@@ -337,7 +340,8 @@ def load_batch(session: Session, batch_id: int, *, previous: bool = False) -> Lo
         session,
         select(Qualification.workshop_id, Qualification.style_id, Qualification.unit_cost_fen)
         .join(Workshop, Workshop.id == Qualification.workshop_id)
-        .where(Workshop.active),
+        .where(Workshop.active)
+        .order_by(Qualification.workshop_id, Qualification.style_id),
         [np.int64, np.int64, np.int64],
     )
     q_workshop, q_style = _index(workshop_ids, qw, "workshop"), _index(style_ids, qs, "style")
@@ -353,9 +357,9 @@ def load_batch(session: Session, batch_id: int, *, previous: bool = False) -> Lo
     )
     sw, so, ss, savail = _columns(
         session,
-        select(Stock.warehouse_id, Stock.owner_id, Stock.sku_id, Stock.on_hand - Stock.reserved).where(
-            Stock.on_hand > Stock.reserved
-        ),
+        select(Stock.warehouse_id, Stock.owner_id, Stock.sku_id, Stock.on_hand - Stock.reserved)
+        .where(Stock.on_hand > Stock.reserved)
+        .order_by(Stock.warehouse_id, Stock.owner_id, Stock.sku_id),
         [np.int64, np.int64, np.int64, np.int64],
     )
 
