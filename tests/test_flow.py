@@ -138,3 +138,18 @@ def test_a_belt_with_too_many_line_site_pairs_plans_without_the_split_search(
     r = solve(p, seconds=10)
     assert check_plan(p, r) == []
     assert r.bound_fen is not None and r.bound_fen <= r.objective_fen
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lines_asking_fewer_sites_still_cut_whole_and_count_their_splits(
+    seed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # at belt scale each listed line asks only its cell's largest slots; with one each, every plan's cut
+    # still gives each line its pieces whole, and the checker's recount of splits agrees
+    from solvers.allocation import orders as orders_module
+    from tests.test_orders_churn import random_orders_problem
+
+    monkeypatch.setattr(orders_module, "SLOTS_PER_LINE", 1)
+    p = random_orders_problem(seed, split=2_000, churn=0)
+    r = solve(p, seconds=10)
+    assert check_plan(p, r) == []

@@ -16,7 +16,8 @@ from sqlalchemy.orm import aliased
 
 import fulfil.belt.generate as gen
 import fulfil.cli.bench_belt
-import fulfil.cli.generate  # noqa: F401  (registers `generate` and `bench generate` on the CLI)
+import fulfil.cli.generate
+import fulfil.cli.worker  # noqa: F401  (registers `batches`)
 from fulfil.belt import geo
 from fulfil.belt.generate import BeltError, BeltParams, BeltSummary, clear_belt, generate_belt
 from fulfil.cli import _COMMAND_MODULES, main
@@ -24,6 +25,7 @@ from fulfil.db import make_engine, session_scope
 from fulfil.domain.models import (
     AllocationDecision,
     Base,
+    Batch,
     Belt,
     Courier,
     CourierPoint,
@@ -43,7 +45,7 @@ from fulfil.domain.models import (
     Workshop,
     WorkshopCapacity,
 )
-from fulfil.domain.states import OrderState
+from fulfil.domain.states import BatchState, OrderState
 from fulfil.pii import PiiError, Sealer
 from tests.conftest import Backend
 
@@ -620,3 +622,38 @@ def test_bench_belt_plans_a_generated_day_and_can_roll_it_back(clean: Backend) -
 
     refused = runner.invoke(main, ["bench", "belt", "--orders", "1500", *small])
     assert refused.exit_code == 1 and "--reuse" in refused.stderr
+
+
+def test_bench_belt_plans_a_closed_batch_again(clean: Backend) -> None:
+    runner = CliRunner()
+    small = ["--workshops", "30", "--warehouses", "3", "--skus", "300"]
+    made = runner.invoke(main, ["generate", "--orders", "1500", *small, "--day", "2025-03-01"])
+    assert made.exit_code == 0, made.output
+    # the batching tick puts the day's orders in one-day batches and, the next day, closes them
+    ticked = runner.invoke(
+        main, ["batches", "tick", "--now", "2025-03-02T12:00:00", "--window-minutes", "1440"]
+    )
+    assert ticked.exit_code == 0, ticked.output
+    with clean.engine.connect() as c:
+        batch_id, n = c.execute(
+            select(Order.batch_id, func.count())
+            .group_by(Order.batch_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).one()
+    assert batch_id is not None
+
+    again = runner.invoke(main, ["bench", "belt", "--batch", str(batch_id), "--seconds", "10", "--rollback"])
+    assert again.exit_code == 0, again.output
+    record = json.loads(again.stdout.strip().splitlines()[-1])
+    assert record["orders"] == n and record["decisions"] > 0 and record["rolled_back"] is True, json.dumps(
+        record
+    )
+    with clean.engine.connect() as c:  # rolled back: the batch is closed and its orders wait in it
+        assert c.execute(select(Batch.status).where(Batch.id == batch_id)).scalar_one() == BatchState.CLOSED
+        assert c.execute(select(func.count()).select_from(AllocationDecision)).scalar_one() == 0
+
+    missing = runner.invoke(main, ["bench", "belt", "--batch", "999999"])
+    assert missing.exit_code == 1 and "batch 999999 does not exist" in missing.stderr
+    both = runner.invoke(main, ["bench", "belt", "--batch", str(batch_id), "--reuse"])
+    assert both.exit_code == 2 and "--batch" in both.stderr

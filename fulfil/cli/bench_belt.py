@@ -63,6 +63,23 @@ def _one_batch(engine: Engine) -> tuple[int, int]:
     return bid, int(n)
 
 
+def _closed_batch(engine: Engine, batch_id: int) -> tuple[int, int]:
+    """A closed batch to plan again, and its orders (at 12 million, putting them back in the pool and
+    batching them anew takes longer than planning them)."""
+    with db.session_scope(engine) as s:
+        status = s.scalar(select(Batch.status).where(Batch.id == batch_id))
+        if status is None:
+            raise click.ClickException(f"batch {batch_id} does not exist")
+        if status != BatchState.CLOSED:
+            raise click.ClickException(
+                f"batch {batch_id} is {status}, not closed: only a closed batch is planned"
+            )
+        n = s.scalar(
+            select(func.count()).where(Order.batch_id == batch_id, Order.status == OrderState.BATCHED)
+        )
+    return batch_id, int(n or 0)
+
+
 @bench.command("belt")
 @click.option("--orders", type=click.IntRange(min=1), default=1_000_000, show_default=True)
 @click.option("--workshops", type=click.IntRange(min=1), default=3_000, show_default=True)
@@ -74,6 +91,8 @@ def _one_batch(engine: Engine) -> tuple[int, int]:
 @click.option("--reset", is_flag=True, help="first delete ALL rows of ALL tables, then generate the day")
 @click.option("--reuse", is_flag=True, help="plan the paid orders already in the database (no generation)")
 @click.option("--rollback", is_flag=True, help="roll the written plan back (to plan the same day again)")
+@click.option("--batch", "batch", type=int, default=None,
+              help="plan this closed batch again (no generation; --rollback leaves it closed)")  # fmt: skip
 def belt_cmd(
     orders: int,
     workshops: int,
@@ -84,12 +103,15 @@ def belt_cmd(
     reset: bool,
     reuse: bool,
     rollback: bool,
+    batch: int | None,
 ) -> None:
     """Plan one generated day as one batch: load, solve, write; one JSON line of figures."""
     if reset and reuse:
         raise click.UsageError("--reset and --reuse contradict each other")
+    if batch is not None and (reset or reuse):
+        raise click.UsageError("--batch plans a batch already there: no --reset or --reuse")
     engine = _migrated_engine()
-    if not reuse:
+    if batch is None and not reuse:
         if reset:
             clear_belt(engine)
             progress("cleared all rows of all tables")
@@ -103,7 +125,7 @@ def belt_cmd(
         except BeltError as exc:
             raise click.ClickException(f"{exc} (--reset clears it, --reuse plans what is there)") from None
         progress(f"  generated in {time.perf_counter() - t:.1f} s")
-    batch_id, n = _one_batch(engine)
+    batch_id, n = _one_batch(engine) if batch is None else _closed_batch(engine, batch)
     progress(f"batch {batch_id}: {n:,} orders; loading, solving ({seconds:g} s limit), writing")
 
     t0 = time.perf_counter()
@@ -124,7 +146,7 @@ def belt_cmd(
     total = time.perf_counter() - t0
     rss = peak_rss_mb()
     greedy = allocate(loaded.problem)
-    if rollback:
+    if rollback and batch is None:
         with db.session_scope(engine) as s:  # back to the pool, for --reuse
             s.execute(
                 update(Order).where(Order.batch_id == batch_id).values(batch_id=None, status=OrderState.PAID)

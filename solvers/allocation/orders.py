@@ -38,6 +38,9 @@ from solvers.allocation.result import AllocationResult
 ROUNDS = 4  # rounds of whole-line requests before the lines left are cut
 
 
+SLOTS_PER_LINE = 8  # the sites (of its cell's largest slots) a listed line may ask for in the rounds
+
+
 def _cut(demand: I64, supply: I64) -> tuple[I64, I64, I64]:
     """Lay ``demand`` and ``supply`` end to end (equal totals) and cut at every boundary: per segment the
     demand item, the supply item and the quantity; items of quantity 0 get no segment."""
@@ -95,14 +98,16 @@ def assign_lines(p: AllocationProblem, r: AllocationResult, rounds: int = ROUNDS
 
     line_cell, q = p.order_line_cell, p.order_line_quantity
     line_order = p.order_line_order()
-    # every (line, served slot of its cell)
-    first_slot = np.searchsorted(slot_cell, np.arange(p.n_cells + 1))
-    served_end = np.searchsorted(slot_of, np.arange(p.n_cells) * (unfilled_key + 1) + unfilled_key)
-    lo, hi = first_slot[line_cell], served_end[line_cell]
-    pl = np.repeat(np.arange(n_lines, dtype=np.int64), hi - lo)
-    ps = (np.arange(pl.shape[0], dtype=np.int64) - np.repeat(np.cumsum(hi - lo) - (hi - lo), hi - lo)) + lo[
-        pl
-    ]
+    # (line, served slot of its cell) pairs, for each line its cell's SLOTS_PER_LINE largest slots: a hit's
+    # cell is made at a hundred workshops, and every slot of every line was 8 GB and minutes at 12 million
+    # orders; what the rounds leave is cut along whatever its cell's slots still hold
+    served = np.flatnonzero(slot_key < unfilled_key)
+    ranked = served[np.lexsort((served, -slot_total[served], slot_cell[served]))]
+    r_start = np.searchsorted(slot_cell[ranked], np.arange(p.n_cells + 1))
+    lo = r_start[line_cell]
+    count = np.minimum(r_start[line_cell + 1] - lo, SLOTS_PER_LINE)
+    pl = np.repeat(np.arange(n_lines, dtype=np.int64), count)
+    ps = ranked[lo[pl] + np.arange(pl.shape[0], dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)]
 
     slot_of_line = np.full(n_lines, -1, np.int64)
     used = np.empty(0, np.int64)  # order * (unfilled_key + 1) + site key of every parcel already made
