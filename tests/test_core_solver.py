@@ -11,9 +11,19 @@ import pytest
 from ortools.linear_solver import pywraplp
 
 from solvers.allocation.core import CoreInfeasible, CoreProblem, CoreResult, check_feasible
+from solvers.allocation.core_lns import (
+    Prep,
+    Transport,
+    _cover,
+    _knapsack,
+    assignment_lagrangian,
+    assignment_lagrangian_applies,
+    lagrangian,
+    objective_of,
+)
 from solvers.allocation.core_solve import solve_core
 from solvers.allocation.data import ProblemError
-from solvers.allocation.orlib import read_gap
+from solvers.allocation.orlib import CflpInstance, read_gap, to_cflp_problem
 from tests.shared_bench import BENCH
 
 
@@ -339,3 +349,130 @@ def test_checker_catches_a_split_whole_demand_and_overfull_agents() -> None:
     flow = np.where(p.arc_site == 0, 1, 0).astype(np.int64)
     problems = check_feasible(p, dataclasses.replace(r, flow=flow))
     assert any(m.startswith("resource 0: usage") for m in problems)
+
+
+# --- the facility-location and assignment relaxations -----------------------------------------------------
+def _cover_brute(value: np.ndarray, cap: np.ndarray, need: int, force: int = -1) -> float:
+    best = math.inf
+    for mask in itertools.product([False, True], repeat=value.shape[0]):
+        y = np.array(mask)
+        if force >= 0 and not y[force]:
+            continue
+        if int(cap[y].sum()) >= need or int(cap.sum()) < need:
+            best = min(best, float(value[y].sum()))
+    return best
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_cover_is_exact(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 9))
+    value = rng.uniform(-5, 20, n).round(2)
+    equal = seed % 2 == 0
+    cap = np.full(n, 7, dtype=np.int64) if equal else rng.integers(0, 15, n).astype(np.int64)
+    need = int(rng.integers(1, max(2, int(cap.sum()) + 3)))
+    for force in (-1, int(rng.integers(n))):
+        got, chosen = _cover(value, cap, need, force=force)
+        if int(cap.sum()) >= need:
+            assert int(cap[chosen].sum()) >= need
+        assert got == pytest.approx(float(value[chosen].sum()))
+        assert got == pytest.approx(_cover_brute(value, cap, need, force))
+
+
+def test_cover_with_many_buckets_is_a_relaxation() -> None:
+    """Above the buckets' count the capacities are rounded up: never above the exact optimum."""
+    rng = np.random.default_rng(5)
+    value = rng.uniform(1, 10, 8)
+    cap = rng.integers(10_000, 30_000, 8).astype(np.int64)
+    need = int(cap.sum() * 0.6)
+    got, _ = _cover(value, cap, need)
+    assert got <= _cover_brute(value, cap, need) + 1e-9
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_knapsack_is_exact(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 10))
+    weight = rng.integers(0, 9, n).astype(np.int64)
+    profit = rng.uniform(0.1, 10, n)
+    capacity = int(rng.integers(0, 25))
+    got, chosen = _knapsack(weight, profit, capacity)
+    assert int(weight[chosen].sum()) <= capacity
+    assert got == pytest.approx(float(profit[chosen].sum()))
+    best = max(
+        float(profit[np.array(m)].sum())
+        for m in itertools.product([False, True], repeat=n)
+        if int(weight[np.array(m)].sum()) <= capacity
+    )
+    assert got == pytest.approx(best)
+
+
+def _small_cflp(seed: int, equal: bool) -> CoreProblem:
+    rng = np.random.default_rng(seed)
+    m, n = 6, 14
+    demand = rng.integers(1, 30, n).astype(np.float64)
+    cap = np.full(m, 80.0) if equal else rng.integers(40, 140, m).astype(np.float64)
+    cost = rng.uniform(1, 60, (m, n)).round(3) * demand[None, :]
+    return to_cflp_problem(CflpInstance(cap, rng.uniform(100, 400, m).round(1), demand, cost))
+
+
+def _mip_optimum(p: CoreProblem) -> float:
+    """An independent MIP of a facility-location core problem (SCIP, strong links)."""
+    s = pywraplp.Solver.CreateSolver("SCIP")
+    y = [s.BoolVar(f"y{k}") for k in range(p.n_sites)]
+    x = [s.NumVar(0, float(p.demand_quantity[p.arc_demand[a]]), f"x{a}") for a in range(p.n_arcs)]
+    for j in range(p.n_demands):
+        s.Add(sum(x[a] for a in np.flatnonzero(p.arc_demand == j)) == float(p.demand_quantity[j]))
+    for k in range(p.n_sites):
+        arcs = np.flatnonzero(p.arc_site == k)
+        s.Add(sum(x[a] for a in arcs) <= float(p.site_max[k]) * y[k])
+    s.Minimize(
+        sum(float(p.arc_cost[a]) * x[a] for a in range(p.n_arcs))
+        + sum(float(p.site_fixed_cost[k]) * y[k] for k in range(p.n_sites))
+    )
+    assert s.Solve() == pywraplp.Solver.OPTIMAL
+    return float(s.Objective().Value())
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_facility_lagrangian_bound_and_search(seed: int) -> None:
+    """The cover-strengthened Lagrangian stays below the optimum; the exact routing of an open set matches
+    the objective recomputed from its flows; the solver reaches the optimum of an independent MIP."""
+    p = _small_cflp(seed, equal=seed % 2 == 0)
+    optimum = _mip_optimum(p)
+    prep = Prep(p)
+    lag = lagrangian(prep, seconds=5, seed=seed)
+    assert lag.bound <= optimum + 1e-6 * optimum
+    assert (lag.site_value >= 0).all()
+    routed = Transport(prep).route(np.ones(p.n_sites, dtype=np.bool_))
+    assert routed is not None
+    flow, estimate = routed
+    objective, ok = objective_of(prep, flow)
+    assert ok and objective == pytest.approx(estimate, abs=Transport(prep).slack + 1e-6)
+    r = solve_core(p, seconds=10, seed=seed)
+    assert r.objective == pytest.approx(optimum, rel=1e-7)
+    assert check_feasible(p, r) == []
+
+
+def test_transport_with_huge_costs_does_not_overflow() -> None:
+    """Costs scaled for the int64 min-cost flow: huge ones get a small scale, never a wrapped-around cost."""
+    p = _small_cflp(1, equal=False)
+    p = dataclasses.replace(p, arc_cost=p.arc_cost * 1e13)
+    prep = Prep(p)
+    routed = Transport(prep).route(np.ones(p.n_sites, dtype=np.bool_))
+    assert routed is not None
+    flow, estimate = routed
+    objective, ok = objective_of(prep, flow)
+    assert ok and objective == pytest.approx(estimate, rel=1e-9)
+
+
+def test_assignment_lagrangian_bounds_real_instances() -> None:
+    """The knapsack Lagrangian of a generalised assignment instance: below the optimum, above the LP."""
+    for name, optimum in (("c0515_1", 261), ("c0824_1", 403)):
+        p = read_gap(BENCH / "gap" / name)
+        prep = Prep(p)
+        assert assignment_lagrangian_applies(prep)
+        lag = assignment_lagrangian(prep, seconds=10, upper=float(optimum))
+        assert lag.bound <= optimum + 1e-9
+        assert lag.bound >= 0.98 * optimum
+        assert lag.wish.any()

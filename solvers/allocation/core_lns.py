@@ -780,6 +780,11 @@ class Search:
         self.spread = 0.0
         self.site_weight: F64 | None = None  # a distribution to draw seed sites from (None: by use)
         self.mip_fast = 0.3  # seconds: a MIP sub-solve this quick lets the neighbourhoods grow
+        # Assignment shapes: the knapsack Lagrangian, and how often (and how wide) to re-pack a few sites
+        self.assignment: AssignmentLagrangian | None = None
+        self.wish_sites = False
+        self.agent_share = 0.7
+        self.agents_max = 6
         self.last_target = 0
         self.arc_top = top
 
@@ -829,6 +834,8 @@ class Search:
                         wanting.append(j)
 
         def seed_site() -> int:
+            if self.assignment is not None and self.wish_sites and rng.random() < 0.5:
+                return int(rng.choice(p.n_sites, p=self.site_loss()))
             if self.site_weight is not None and rng.random() < 0.5:
                 return int(rng.choice(p.n_sites, p=self.site_weight))
             if self.price.any() and rng.random() < 0.5:
@@ -845,6 +852,8 @@ class Search:
                 return int(rng.choice(used_sites))
             return int(rng.choice(self.sites_live))
 
+        if kind == "agents":
+            return self.agents_neighbourhood()
         if kind == "random":
             pool_d = p.arc_demand[used] if used.size and rng.random() < 0.8 else np.arange(p.n_demands)
             pool_d = np.unique(pool_d)
@@ -877,11 +886,79 @@ class Search:
             keep |= is_open[p.arc_site[arcs]] & (self.rank[arcs] < 6 * self.arc_top)
         return freed, arcs[keep], False
 
+    def agents_neighbourhood(self) -> tuple[I64, I64, bool]:
+        """Re-pack a few sites: every demand they serve, on their arcs only. The first site is drawn by how
+        far its arcs fall short of its best knapsack at the Lagrangian prices (the gap to the bound splits
+        exactly so); each next one holds a demand that a chosen site's best knapsack wants (an ejection
+        chain), or is drawn like the first."""
+        lag = self.assignment
+        assert lag is not None
+        p = self.prep.p
+        rng = self.rng
+        used = np.flatnonzero(self.flow > 0)
+        site_of = np.full(p.n_demands, -1, dtype=np.int64)
+        site_of[p.arc_demand[used]] = p.arc_site[used]
+        weights = self.site_loss()
+        k = int(rng.integers(2, self.agents_max + 1))
+        chosen = [int(rng.choice(p.n_sites, p=weights))]
+        tries = 0
+        while len(chosen) < min(k, self.sites_live.shape[0]) and tries < 8 * k:
+            tries += 1
+            src = chosen[int(rng.integers(len(chosen)))]
+            wants = self.wish_demands[self.wish_start[src] : self.wish_start[src + 1]]
+            holders = site_of[wants]
+            holders = holders[(holders >= 0) & ~np.isin(holders, chosen)]
+            nxt = (
+                int(rng.choice(holders))
+                if holders.size and rng.random() < 0.8
+                else int(rng.choice(p.n_sites, p=weights))
+            )
+            if nxt not in chosen:
+                chosen.append(nxt)
+        at = np.zeros(p.n_sites, dtype=np.bool_)
+        at[chosen] = True
+        freed = np.unique(p.arc_demand[used[at[p.arc_site[used]]]]).astype(np.int64)
+        arcs = self.prep.live_arcs_of(freed)
+        return freed, arcs[at[p.arc_site[arcs]]], False
+
+    def site_loss(self) -> F64:
+        """Per site, as a distribution: how far its arcs fall short of its best knapsack at the Lagrangian
+        prices (the incumbent's gap to the bound is the sum of these)."""
+        lag = self.assignment
+        assert lag is not None
+        p = self.prep.p
+        used = np.flatnonzero(self.flow > 0)
+        held = np.bincount(p.arc_site[used], weights=lag.profit[used], minlength=p.n_sites)
+        loss = np.maximum(lag.site_best - held, 0.0)
+        loss[self.sites_live] += 1e-6 * (1.0 + float(loss.max(initial=0.0)))
+        mask = np.zeros(p.n_sites, dtype=np.bool_)
+        mask[self.sites_live] = True
+        loss = np.where(mask, loss, 0.0)
+        out: F64 = loss / loss.sum()
+        return out
+
+    def use_assignment(self, lag: AssignmentLagrangian, *, wanting: bool = True) -> None:
+        """Guide the search by the knapsack Lagrangian: re-pack sites by their loss, and (``wanting``) let a
+        chosen site's freed demands be those its best knapsack holds."""
+        p = self.prep.p
+        self.assignment = lag
+        wished = np.flatnonzero(lag.wish)
+        order, self.wish_start = _groups(p.arc_site[wished], p.n_sites)
+        self.wish_demands: I64 = p.arc_demand[wished][order]
+        self.wish_sites = wanting
+        # Re-pack about 40 demands at a time: fewer sites where each serves many.
+        per_site = p.n_demands / max(1, self.sites_live.shape[0])
+        self.agents_max = int(min(6, max(3, round(40 / max(per_site, 1.0)))))
+        if wanting:
+            self.rev_demands, self.rev_start = self.wish_demands, self.wish_start
+
     def step(self, *, deadline: float, seed: int, workers: int = 1, kind: str = "sites") -> SubResult | None:
         prep = self.prep
         remaining = deadline - time.perf_counter()
         if remaining <= 0.01:
             return None
+        if self.assignment is not None and kind == "sites" and self.rng.random() < self.agent_share:
+            kind = "agents"
         target = self.target
         if self.spread > 0:
             # Vary the size around the adapted one: some moves need more room than the typical one.
@@ -929,7 +1006,9 @@ class Search:
         # Grow while sub-problems are solved to optimality with time to spare; shrink slowly when they are
         # not: large neighbourhoods solved only in part still find most of the improvements.
         fast = r.work < 0.5 * self.work_limit if self.engine == "cpsat" else r.work < self.mip_fast
-        if r.optimal and fast:
+        if kind == "agents":
+            pass
+        elif r.optimal and fast:
             self.size = min(float(prep.p.n_demands), self.size * 1.1 + 0.5)
         elif not r.optimal:
             self.size = max(8.0, self.size * 0.97)
@@ -1203,6 +1282,7 @@ class FacilityStats:
     routes: int = 0
     improvements: int = 0
     sweeps: int = 0
+    kicks: int = 0
     local_optimum: bool = False
 
 
@@ -1215,67 +1295,238 @@ def facility_search(
     deadline: float,
     seed: int,
     on_better: Any = None,
+    enough: Any = None,
 ) -> tuple[I64, float, FacilityStats]:
-    """Local search over which sites are open: close one, open one, or swap one open for one closed, each
-    candidate set routed exactly (:class:`Transport`); first improvement, until no move improves (a local
-    optimum) or the deadline. Sites are tried in ``rank`` order (lowest first: the Lagrangian's cost of
-    opening them). ``on_better(flow, objective)`` is told of each improvement and returns whether the
-    candidates changed (sites ruled out since are no longer tried)."""
+    """Iterated local search over which sites are open: close one, open one, or swap one open for one
+    closed, each candidate set routed exactly (:class:`Transport`), first improvement until no move
+    improves (a local optimum); then a kick (two random swaps from the best set) and again, until the
+    deadline. Sites are tried in ``rank`` order (lowest first: the Lagrangian's cost of opening them).
+    ``on_better(flow, objective)`` is told of each new best and returns whether the candidates changed
+    (sites ruled out since are no longer tried); ``enough()``, asked at each local optimum, ends the
+    search early."""
     p = prep.p
     rng = np.random.default_rng(seed)
     transport = Transport(prep)
     stats = FacilityStats()
-    opened = np.bincount(p.arc_site, weights=flow > 0, minlength=p.n_sites) > 0
     best_flow, best_obj = flow, objective
+
+    def open_of(f: I64) -> B:
+        out: B = np.bincount(p.arc_site, weights=f > 0, minlength=p.n_sites) > 0
+        return out
 
     def candidates() -> I64:
         has = np.bincount(p.arc_site[prep.live], minlength=p.n_sites) > 0
         return np.flatnonzero(has & prep.switch)
 
-    def attempt(trial: B) -> bool:
-        nonlocal best_flow, best_obj, opened, transport
+    def route(trial: B, bar: float) -> tuple[I64, float] | None:
+        """The trial's flow and objective when it is feasible and below ``bar``."""
         answer = transport.route(trial)
         stats.routes += 1
         if answer is None:
-            return False
+            return None
         routed, estimate = answer
-        if estimate >= best_obj + transport.slack:
-            return False
+        if estimate >= bar + transport.slack:
+            return None
         obj, ok = objective_of(prep, routed)
-        if not ok or obj >= best_obj - 1e-9 * max(1.0, abs(best_obj)):
-            return False
-        best_flow, best_obj = routed, obj
-        opened = np.bincount(p.arc_site, weights=routed > 0, minlength=p.n_sites) > 0
-        stats.improvements += 1
-        if on_better is not None and on_better(routed, obj):
-            transport = Transport(prep)
-        return True
+        return (routed, obj) if ok and obj < bar else None
 
-    while time.perf_counter() < deadline:
-        stats.sweeps += 1
+    def offer(f: I64, obj: float) -> None:
+        nonlocal best_flow, best_obj, transport
+        if obj < best_obj - 1e-9 * max(1.0, abs(best_obj)):
+            best_flow, best_obj = f, obj
+            stats.improvements += 1
+            if on_better is not None and on_better(f, obj):
+                transport = Transport(prep)
+
+    def descend(f: I64, obj: float) -> tuple[I64, float]:
+        """First improvement from ``f`` until a local optimum (or the deadline)."""
+        while time.perf_counter() < deadline:
+            stats.sweeps += 1
+            opened = open_of(f)
+            cand = candidates()
+            closed = cand[~opened[cand]]
+            closed = closed[np.argsort(rank[closed], kind="stable")]
+            open_now = np.flatnonzero(opened & prep.switch)
+            moves: list[tuple[int, int]] = [(int(i), -1) for i in rng.permutation(open_now)]
+            moves += [(-1, int(k)) for k in closed]
+            for k in closed.tolist():
+                moves += [(int(i), k) for i in rng.permutation(open_now)]
+            bar = obj - 1e-9 * max(1.0, abs(obj))
+            found = None
+            for out, into in moves:
+                if time.perf_counter() >= deadline:
+                    break
+                trial = opened.copy()
+                if out >= 0:
+                    trial[out] = False
+                if into >= 0:
+                    if opened[into]:
+                        continue
+                    trial[into] = True
+                found = route(trial, bar)
+                if found is not None:
+                    break
+            if found is None:
+                stats.local_optimum = time.perf_counter() < deadline
+                return f, obj
+            f, obj = found
+            offer(f, obj)
+        return f, obj
+
+    descend(best_flow, best_obj)
+    while time.perf_counter() < deadline and not (enough is not None and enough()):
+        # a kick: two swaps from the best set, each a random open site for a closed one of low rank
+        trial = open_of(best_flow)
         cand = candidates()
-        closed = cand[~opened[cand]]
-        closed = closed[np.argsort(rank[closed], kind="stable")]
-        open_now = np.flatnonzero(opened & prep.switch)
-        moves: list[tuple[int, int]] = [(int(i), -1) for i in rng.permutation(open_now)]
-        moves += [(-1, int(k)) for k in closed]
-        for k in closed.tolist():
-            moves += [(int(i), k) for i in rng.permutation(open_now)]
-        improved = False
-        for out, into in moves:
-            if time.perf_counter() >= deadline:
+        for _ in range(2):
+            open_now = np.flatnonzero(trial & prep.switch)
+            closed = cand[~trial[cand]]
+            if open_now.size == 0 or closed.size == 0:
                 break
-            if (out >= 0 and not opened[out]) or (into >= 0 and opened[into]):
-                continue
-            trial = opened.copy()
-            if out >= 0:
-                trial[out] = False
-            if into >= 0:
-                trial[into] = True
-            if attempt(trial):
-                improved = True
-                break
-        if not improved:
-            stats.local_optimum = time.perf_counter() < deadline
-            break
+            closed = closed[np.argsort(rank[closed], kind="stable")][: max(4, closed.size // 4)]
+            trial[int(rng.choice(open_now))] = False
+            trial[int(rng.choice(closed))] = True
+        stats.kicks += 1
+        kicked = route(trial, math.inf)
+        if kicked is None:
+            continue
+        offer(*kicked)
+        descend(*kicked)
     return best_flow, best_obj, stats
+
+
+# --- Lagrangian relaxation for assignment shapes (generalised assignment) --------------------------------
+# A site's knapsack is solved by a dynamic programme over its capacity: above this many units, not at all.
+_KNAPSACK_CAPACITY = 100_000
+
+
+def assignment_lagrangian_applies(prep: Prep) -> bool:
+    """Whole must-serve demands, no fixed costs, minimums or production uses, and each resource used by
+    the arcs of one site only (its capacity): relaxing the demand rows leaves one 0-1 knapsack per site."""
+    p = prep.p
+    if p.n_demands == 0 or not p.demand_whole.all() or not p.must_serve.all():
+        return False
+    if prep.switch.any() or (p.site_unit_use[p.site_resource >= 0] > 0).any() or (p.resource_extra > 0).any():
+        return False
+    live = prep.live
+    r = p.arc_resource[live]
+    on = (r >= 0) & (p.arc_use[live] > 0)
+    if not on.any():
+        return False
+    owner = np.full(p.n_resources, -1, dtype=np.int64)
+    owner[r[on]] = p.arc_site[live][on]
+    if (owner[r[on]] != p.arc_site[live][on]).any():
+        return False
+    # one resource per site
+    per_site = np.zeros(p.n_sites, dtype=np.int64)
+    np.add.at(per_site, owner[owner >= 0], 1)
+    if (per_site > 1).any():
+        return False
+    cap = np.floor(p.resource_capacity * prep.res_scale + 1e-9)
+    return bool(cap[owner >= 0].max(initial=0.0) <= _KNAPSACK_CAPACITY)
+
+
+@dataclass
+class AssignmentLagrangian:
+    bound: float  # a valid lower bound
+    price: F64  # per demand: the multipliers at the best bound
+    profit: F64  # per arc (0 off the live ones): price of its demand less its cost
+    site_best: F64  # per site: its best knapsack's profit at those prices
+    wish: B  # per arc: in its site's best knapsack
+    iterations: int
+
+
+def _knapsack(weight: I64, profit: F64, capacity: int) -> tuple[float, B]:
+    """0-1 knapsack (maximise profit), exactly, by a dynamic programme over the capacity."""
+    n = weight.shape[0]
+    chosen = np.zeros(n, dtype=np.bool_)
+    if n == 0:
+        return 0.0, chosen
+    f = np.zeros(capacity + 1)
+    take = np.zeros((n, capacity + 1), dtype=np.bool_)
+    for t in range(n):
+        w = int(weight[t])
+        if w == 0:
+            f += profit[t]
+            take[t] = True
+            continue
+        via = f[: capacity + 1 - w] + profit[t]
+        better = via > f[w:]
+        take[t, w:] = better
+        f[w:] = np.where(better, via, f[w:])
+    at = capacity
+    for t in range(n - 1, -1, -1):
+        if take[t, at]:
+            chosen[t] = True
+            at -= int(weight[t])
+    return float(f[capacity]), chosen
+
+
+def assignment_lagrangian(
+    prep: Prep, *, seconds: float, upper: float, max_iterations: int = 300
+) -> AssignmentLagrangian:
+    """Relax each demand's 'exactly one arc' row with a price λ_j: every site then keeps its most
+    profitable knapsack of arcs (profit ``λ_j - cost``, weights its resource's uses, rounded down, which
+    only relaxes further), and ``Σ λ - Σ best profits`` bounds the optimum. Subgradient steps towards
+    ``upper`` (the incumbent's objective, the constant excluded). Far stronger than the LP on tight
+    generalised assignment instances; the gap to a solution splits exactly into what each site's arcs
+    fall short of its best knapsack, which is where the search looks."""
+    p = prep.p
+    t0 = time.perf_counter()
+    live = prep.live
+    j = p.arc_demand[live]
+    k = p.arc_site[live]
+    cost = prep.arc_obj[live]
+    r = p.arc_resource[live]
+    S = prep.res_scale
+    weight = np.where(r >= 0, np.floor(p.arc_use[live] * prep.fq[live] * S + 1e-9), 0.0).astype(np.int64)
+    site_res = np.full(p.n_sites, -1, dtype=np.int64)
+    site_res[k[r >= 0]] = r[r >= 0]
+    capacity = np.where(
+        site_res >= 0, np.floor(p.resource_capacity[np.maximum(site_res, 0)] * S + 1e-9), np.inf
+    )
+    order, start = _groups(k, p.n_sites)
+    lam = np.full(p.n_demands, np.inf)
+    np.minimum.at(lam, j, cost)
+    lam[~np.isfinite(lam)] = 0.0
+    best_bound, best_lam = -math.inf, lam.copy()
+    best_site = np.zeros(p.n_sites)
+    best_wish = np.zeros(live.shape[0], dtype=np.bool_)
+    theta, stall, iterations = 1.0, 0, 0
+    for _ in range(max_iterations):
+        if time.perf_counter() - t0 > seconds:
+            break
+        iterations += 1
+        profit = lam[j] - cost
+        x = np.zeros(live.shape[0], dtype=np.bool_)
+        site_best = np.zeros(p.n_sites)
+        for s in range(p.n_sites):
+            pos = order[start[s] : start[s + 1]]
+            pos = pos[profit[pos] > 0]
+            if math.isinf(capacity[s]):
+                x[pos] = True
+                site_best[s] = float(profit[pos].sum())
+                continue
+            cap = int(capacity[s])
+            pos = pos[weight[pos] <= cap]
+            site_best[s], chosen = _knapsack(weight[pos], profit[pos], cap)
+            x[pos[chosen]] = True
+        dual = float(lam.sum() - site_best.sum())
+        if dual > best_bound + 1e-9 * max(1.0, abs(dual)):
+            best_bound, best_lam, best_site, best_wish = dual, lam.copy(), site_best, x
+            stall = 0
+        else:
+            stall += 1
+            if stall >= 10:
+                theta, stall = theta / 2, 0
+        g = 1.0 - np.bincount(j, weights=x, minlength=p.n_demands)
+        norm = float(g @ g)
+        if norm <= 1e-12 or theta < 1e-3:
+            break
+        target = upper if math.isfinite(upper) else dual + 0.05 * max(1.0, abs(dual))
+        lam = lam + theta * max(target - dual, 1e-6 * max(1.0, abs(dual))) / norm * g
+    profit_all = np.zeros(p.n_arcs)
+    profit_all[live] = best_lam[j] - cost
+    wish = np.zeros(p.n_arcs, dtype=np.bool_)
+    wish[live[best_wish]] = True
+    return AssignmentLagrangian(best_bound, best_lam, profit_all, best_site, wish, iterations)

@@ -41,6 +41,8 @@ from solvers.allocation.core_lns import (
     Search,
     Spec,
     SubResult,
+    assignment_lagrangian,
+    assignment_lagrangian_applies,
     facility_search,
     full_spec,
     lagrangian,
@@ -59,11 +61,16 @@ __all__ = ["solve_core"]
 _MAX_LINKS = 20_000
 # A whole-problem MIP above this many arcs spends the time limit in its root LP: go straight to the search.
 _MAX_FULL_MIP_ARCS = 20_000
+# Facility location, once the Lagrangian has closed sites and the search over open sites is done: the whole
+# MIP gets the rest of the time up to this many arcs (with a strong bound and a good start it often proves).
+_MAX_HANDOVER_ARCS = 30_000
 _OPT_TOL = 1e-7
 # Share of the time the first whole-problem run may take; the search gets the rest.
 _EXACT_SHARE = 0.15
 # Share of the time left the Lagrangian relaxation may take (fixed-charge transportation shapes).
 _LAGRANGIAN_SHARE = 0.3
+# Share of the time left the knapsack Lagrangian may take (assignment shapes).
+_ASSIGNMENT_SHARE = 0.1
 # Share of the time left the search over open sites may take (fixed-charge transportation shapes).
 _FACILITY_SHARE = 0.5
 
@@ -319,6 +326,7 @@ def solve_core(
                 deadline=time.perf_counter() + _FACILITY_SHARE * left(),
                 seed=sub_seed(),
                 on_better=better,
+                enough=lambda: prep.live.shape[0] <= _MAX_HANDOVER_ARCS,
             )
             best.offer(flow)
             full = full_spec(prep)
@@ -327,6 +335,7 @@ def solve_core(
                 facility_routes=fs.routes,
                 facility_improvements=fs.improvements,
                 facility_local_optimum=float(fs.local_optimum),
+                facility_kicks=fs.kicks,
             )
     # a start for the search, when there is none yet: the restricted whole problem, widening
     top = 3
@@ -352,6 +361,21 @@ def solve_core(
             f"({int(p.must_serve.sum())} must-serve demands, {prep.live.shape[0]} usable arcs)"
         )
 
+    # assignment shapes (generalised assignment): the knapsack Lagrangian, a bound far stronger than the LP
+    # on tight instances, and prices that say which sites to re-pack
+    assignment = None
+    if engine == "cpsat" and not best.closed() and left() > 0 and assignment_lagrangian_applies(prep):
+        tl = time.perf_counter()
+        assignment = assignment_lagrangian(
+            prep, seconds=_ASSIGNMENT_SHARE * left(), upper=best.objective - prep.constant
+        )
+        best.raise_bound(assignment.bound + prep.constant)
+        counters.update(
+            assignment_seconds=round(time.perf_counter() - tl, 3),
+            assignment_bound=assignment.bound + prep.constant,
+            assignment_iterations=assignment.iterations,
+        )
+
     # 3. large-neighbourhood search: one search per worker, each on its own seed, meeting after every
     # round to continue from the best (rounds have a fixed number of steps: the meeting points do not
     # depend on the clock)
@@ -361,7 +385,7 @@ def solve_core(
     def mip_reach() -> bool:
         """Facility location: once the Lagrangian has closed enough sites, the whole MIP is within reach
         (and the time is better spent there than on the search)."""
-        return lag is not None and full.arcs.shape[0] <= _MAX_FULL_MIP_ARCS
+        return lag is not None and full.arcs.shape[0] <= _MAX_HANDOVER_ARCS
 
     handover = mip_reach()
     if not best.closed():
@@ -382,6 +406,8 @@ def solve_core(
         for i, sr in enumerate(searches):
             sr.spread = 0.0 if i == 0 else 0.5
             sr.site_weight = site_weight
+            if assignment is not None:
+                sr.use_assignment(assignment)
         steps = 1 if lanes == 1 else 8
         n = p.n_demands
 
@@ -460,7 +486,12 @@ def solve_core(
         for r in runs:
             work_done += r.work
             best.offer_sub(full, r)
-    elif engine == "mip" and not best.closed() and full.arcs.shape[0] <= _MAX_FULL_MIP_ARCS and left() > 0.5:
+    elif (
+        engine == "mip"
+        and not best.closed()
+        and full.arcs.shape[0] <= (_MAX_FULL_MIP_ARCS if lag is None else _MAX_HANDOVER_ARCS)
+        and left() > 0.5
+    ):
         assert best.flow is not None
         counters["full_mip_start"] = round(time.perf_counter() - t0, 3)
         counters["full_mip_arcs"] = int(full.arcs.shape[0])
