@@ -32,7 +32,7 @@ from ortools.graph.python import min_cost_flow
 
 from solvers.allocation.data import F64, I64, AllocationProblem
 from solvers.allocation.model import Model
-from solvers.allocation.plan import cut
+from solvers.allocation.segments import cut
 
 _INT64_HEADROOM = float(2**60)
 _OVERFLOW = 2**63 - 1

@@ -34,29 +34,12 @@ import numpy as np
 from solvers.allocation.data import F64, I64, AllocationProblem
 from solvers.allocation.model import MAX_SITE_PAIRS, Model, servable_pair_count, servable_sites
 from solvers.allocation.result import AllocationResult
+from solvers.allocation.segments import cut
 
 ROUNDS = 4  # rounds of whole-line requests before the lines left are cut
 
 
 SLOTS_PER_LINE = 8  # the sites (of its cell's largest slots) a listed line may ask for in the rounds
-
-
-def _cut(demand: I64, supply: I64) -> tuple[I64, I64, I64]:
-    """Lay ``demand`` and ``supply`` end to end (equal totals) and cut at every boundary: per segment the
-    demand item, the supply item and the quantity; items of quantity 0 get no segment."""
-    de, se = np.cumsum(demand), np.cumsum(supply)
-    if de.size == 0 or de[-1] == 0:
-        e = np.empty(0, np.int64)
-        return e, e, e
-    if se.size == 0 or se[-1] != de[-1]:
-        raise ValueError(f"assign_lines: demand totals {int(de[-1])}, supply {int(se[-1]) if se.size else 0}")
-    ends = np.union1d(de[de > 0], se[se > 0])
-    starts = np.concatenate(([0], ends[:-1]))
-    return (
-        np.searchsorted(de, ends, side="left").astype(np.int64),
-        np.searchsorted(se, ends, side="left").astype(np.int64),
-        (ends - starts).astype(np.int64),
-    )
 
 
 def n_site_keys(p: AllocationProblem) -> int:
@@ -151,7 +134,7 @@ def assign_lines(p: AllocationProblem, r: AllocationResult, rounds: int = ROUNDS
     d_qty = np.concatenate((q[left], p.cell_quantity - listed_q))
     d_item = np.concatenate((left, np.full(p.n_cells, -1, np.int64)))
     d_sort = np.lexsort((np.arange(d_cell.shape[0]), d_cell))
-    di, si, cq = _cut(d_qty[d_sort], cap)  # slots are sorted by cell, served before unfilled
+    di, si, cq = cut(d_qty[d_sort], cap)  # slots are sorted by cell, served before unfilled
     line_of = d_item[d_sort][di]
     keep = line_of >= 0
     placed = np.flatnonzero(slot_of_line >= 0)
@@ -167,7 +150,7 @@ def assign_lines(p: AllocationProblem, r: AllocationResult, rounds: int = ROUNDS
     t_line = np.concatenate((as_line, np.full(n_slots, -1, np.int64)))
     t_sort = np.lexsort((t_line < 0, t_slot))
     s_sort = np.lexsort((np.arange(src_slot.shape[0]), src_day, src_slot))
-    di, si, cq = _cut(t_qty[t_sort], src_qty[s_sort])
+    di, si, cq = cut(t_qty[t_sort], src_qty[s_sort])
     piece_line = t_line[t_sort][di]
     src = s_sort[si]
     keep = piece_line >= 0
@@ -296,7 +279,7 @@ def line_pieces(
     # the other lines along the rest, per cell
     rest = src_qty - drawn
     order = np.lexsort((np.arange(src_qty.shape[0]), src_day, src_cell))
-    di, si, cq = _cut(other_quantity.astype(np.int64), rest[order])
+    di, si, cq = cut(other_quantity.astype(np.int64), rest[order])
     o_src = order[si]
     if cq.size and not np.array_equal(other_cell[di], src_cell[o_src]):
         raise ValueError("line_pieces: the other lines' pieces do not match their cells' rest")

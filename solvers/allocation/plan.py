@@ -9,33 +9,13 @@ model prices them (per piece at the group's rates), so the plan's objective is t
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
-import numpy.typing as npt
 
 from solvers.allocation.data import F64, I64, AllocationProblem, as_f64, as_i64
 from solvers.allocation.model import Model
 from solvers.allocation.orders import finish
 from solvers.allocation.result import AllocationResult, SiteKind, Unfilled, Why
-
-
-def cut(demand: npt.NDArray[Any], supply: npt.NDArray[Any]) -> tuple[I64, I64, I64]:
-    """Lay ``demand`` and ``supply`` quantities end to end (equal totals) and cut at every boundary:
-    per segment, the demand item, the supply item and the quantity. Items of quantity 0 get no segment."""
-    de, se = np.cumsum(demand), np.cumsum(supply)
-    if de.size == 0 or de[-1] == 0:
-        e = np.empty(0, np.int64)
-        return e, e, e
-    if se.size == 0 or se[-1] != de[-1]:
-        raise ValueError(f"cut: demand totals {int(de[-1])}, supply {int(se[-1]) if se.size else 0}")
-    ends = np.union1d(de[de > 0], se[se > 0])
-    starts = np.concatenate(([0], ends[:-1]))
-    return (
-        np.searchsorted(de, ends, side="left").astype(np.int64),
-        np.searchsorted(se, ends, side="left").astype(np.int64),
-        (ends - starts).astype(np.int64),
-    )
+from solvers.allocation.segments import cut
 
 
 def matched_cut(
