@@ -141,7 +141,11 @@ def solve(
 
     # the rule cascade first: it is the plan when nothing better comes in time, and its own seconds (15 s at
     # 12 million orders) count against the limit
+    started = time.perf_counter()
     cascade = replace(allocate(problem), solver="optimiser/cascade")
+    # making a plan of a solution (cut into cells, then into order lines) costs about what the cascade took,
+    # much of the limit at 12 million orders: the flow leaves room for it
+    plan_seconds = time.perf_counter() - started
     bound = -np.inf
     candidates: list[AllocationResult] = []
     optimal = False
@@ -170,17 +174,20 @@ def solve(
             )
             candidates += _plans(problem, model, run.values, "mip-steered", seed)
     flowed = False
-    if not optimal and not model_optimal and left() > 0 and not problem.prev_quantity.any():
+    room = left() - 1.5 * plan_seconds
+    if not optimal and not model_optimal and room > 0 and not problem.prev_quantity.any():
         # the flow leaves out the keeps of a previous plan, which earn churn back: with one it would not
         # relax the model, so a re-plan goes straight to the LP
         try:
-            flow = relax(problem, model, deadline=time.perf_counter() + left() * 0.6)
+            flow = relax(problem, model, deadline=time.perf_counter() + room * 0.6)
         except FlowError:
             pass
         else:
             flowed = True
             bound = max(bound, flow.bound)
-            candidates += _plans(problem, model, integral_plan(problem, model, flow.values), "flow", seed)
+            if left() > plan_seconds:  # else the flow's one solve took the time: its bound stands, not a plan
+                plan = integral_plan(problem, model, flow.values)
+                candidates += _plans(problem, model, plan, "flow", seed)
     # past pdlp_vars the LP finishes in no limit a batch can wait for (HiGHS 61 s at 1.09 million columns)
     # and PDLP's bound within it was below the flow's (45.9 against 54.0 billion fen at a million orders):
     # the flow's bound and plan stand, and the batch is done early
