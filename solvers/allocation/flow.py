@@ -146,7 +146,7 @@ class _Network:
 
         rows = self.rows_used
         row_units = _units(mpu[p.sku_style[p.stock_sku[rows]]], k)
-        self.row_arc = arcs(R + np.arange(rows.shape[0]), T, p.stock_available[rows] * row_units, 0.0)
+        arcs(R + np.arange(rows.shape[0]), T, p.stock_available[rows] * row_units, 0.0)
         g_idx = np.arange(n_g, dtype=np.int64)
         self.make_arc = arcs(self.G + g_idx, H + g.g_h, self.big, g.g_ship / self.units_g)
         # unmet at the real penalty would stretch the costs' range (and the solver's time) by orders of
@@ -183,18 +183,10 @@ class _Network:
         self.tail, self.head = np.concatenate(tails), np.concatenate(heads)
         self.cap, self.cost = np.concatenate(caps), np.concatenate(costs)
         self.supply = (g.g_quantity * self.units_g).astype(np.int64)
-        # what making a piece of each SKU group costs at best, for pricing handling
-        arc_min = np.full(n_h, np.inf)
-        np.minimum.at(arc_min, m.arc_h, m.block(m.cost, "arc") + per_piece[m.arc_lot])
-        self.make_at_best = g.g_ship + arc_min[g.g_h]
 
-    def solve(
-        self, price: F64, lot_fen: F64 | None = None, stock_share: F64 | None = None
-    ) -> tuple[F64, float, F64]:
-        """At handling prices ``price``: (the model's values in pieces, the Lagrangian bound, lines per
-        handling row). ``lot_fen`` (per lot, fen per piece) replaces the relaxation's lot costs, to steer a
-        plan; the bound is then not one. So does ``stock_share`` (per stock row used, the share of it the
-        flow may take)."""
+    def solve(self, price: F64) -> tuple[F64, float, F64]:
+        """At handling prices ``price`` (fen per line, per handling row): the model's values in pieces, the
+        Lagrangian bound, and the lines each handling row takes."""
         m = self.m
         g = m.groups
         # the cheapest day of each (group, stock row) pair: its days differ only in lateness and handling
@@ -207,16 +199,8 @@ class _Network:
         pg = m.pick_g[best]
         tail = np.concatenate((self.G + pg, self.tail))
         head = np.concatenate((self.R + self.pick_rownode[best], self.head))
-        arc_cap = self.cap
-        if stock_share is not None:
-            arc_cap = arc_cap.copy()
-            arc_cap[self.row_arc] = np.floor(arc_cap[self.row_arc] * stock_share).astype(np.int64)
-        cap = np.concatenate((np.full(best.shape[0], self.big, np.int64), arc_cap))
-        arc_cost = self.cost
-        if lot_fen is not None:
-            arc_cost = arc_cost.copy()
-            arc_cost[self.lot_arc] = lot_fen / self.lot_units
-        cost = np.concatenate((priced[best] / self.units_g[pg], arc_cost))
+        cap = np.concatenate((np.full(best.shape[0], self.big, np.int64), self.cap))
+        cost = np.concatenate((priced[best] / self.units_g[pg], self.cost))
         n_best = best.shape[0]
 
         total_units = float(self.supply.sum())
