@@ -48,7 +48,6 @@ def _largest_remainder(owner: I64, value: F64, target: I64, n: int) -> I64:
     order = np.lexsort((-frac, owner))
     start = np.searchsorted(owner[order], np.arange(n + 1))
     rank = np.arange(order.shape[0]) - start[owner[order]]
-    count = start[1:] - start[:-1]
     gets = rank < short[owner[order]]
     out = base.copy()
     out[order[gets]] += 1
@@ -63,7 +62,6 @@ def _largest_remainder(owner: I64, value: F64, target: I64, n: int) -> I64:
             take = min(left, int(out[i]))
             out[i] -= take
             left -= take
-    del count
     return out
 
 
