@@ -3,18 +3,19 @@
 The model (``model.py``) becomes a pure min-cost flow once three things are let go, each a relaxation:
 
 - *minimum lots*: a lot may make any quantity up to what its day's minutes allow;
-- *changeover* is spread over the largest lot the day allows (``changeover / lot_max`` per piece), which
-  the LP relaxation's ``prod <= lot_max * open`` already implies;
+- *changeover and minimum-lot surplus* are charged per piece a lot gives, spread over at most the demand that
+  can reach the lot (its style's groups whose window covers its day): ``open >= given / C`` and ``made >=
+  min lot x open`` hold in every plan, so a piece costs at least ``unit x max(1, min / C) + changeover / C``;
 - *warehouse handling* (lines per warehouse and day) enters the costs at a price per line (Lagrangian: any
-  non-negative prices give a bound; :func:`relax` prices it at 0).
+  non-negative prices give a bound; :func:`relax` searches them by bisection).
 
 What keeps it a network is the unit of flow: every SKU group belongs to one style, and every piece of a style
 takes the same minutes, so flow is measured in *minutes of making* (in ``1/k`` minutes, integral): a SKU
 group supplies ``pieces x minutes-per-piece``, a stock row holds ``pieces x minutes-per-piece`` of its SKU,
 and a workshop × family × day takes minutes from lots of many styles, regular time first, then overtime at
 its premium. A style group reaches the lots of its style through one hub per style and day, so a hit made at
-hundreds of workshops costs days + lots arcs, not days × lots. OR-Tools' network simplex solves it exactly
-in integers.
+hundreds of workshops costs days + lots arcs, not days × lots. OR-Tools' ``SimpleMinCostFlow`` (cost scaling)
+solves it exactly in integers.
 
 Costs are rounded *down* to integers after scaling and capacities rounded *up*, so the flow's optimum is at
 most the relaxation's, which is at most every plan's: the bound is valid as computed. The cost scale is
@@ -76,19 +77,12 @@ def pick_handling(p: AllocationProblem, m: Model) -> I64:
     return np.searchsorted(m.hand_warehouse * p.days + m.hand_day, key).astype(np.int64)
 
 
-def _unmet_cap(p: AllocationProblem, m: Model) -> float:
-    """A price per piece above any way of serving one, short of a whole minimum lot made for it alone."""
-    per_piece = m.cost[np.isfinite(m.cost)]
-    top = float(np.abs(per_piece).max(initial=0.0))
-    return 4.0 * top + 4.0 * float(p.late_fen_per_unit_day) * (p.max_late_days + 1) + 1.0
-
-
 class _Network:
     """Everything of the network but the picks' costs, which move with the handling prices."""
 
     def __init__(self, p: AllocationProblem, m: Model) -> None:
         k = minute_scale(p.style_minutes_per_unit)
-        self.p, self.m, self.k = p, m, k
+        self.m, self.k = m, k
         g = m.groups
         n_g, n_h = g.n_g, g.n_h
         mpu = p.style_minutes_per_unit
@@ -149,10 +143,7 @@ class _Network:
         arcs(R + np.arange(rows.shape[0]), T, p.stock_available[rows] * row_units, 0.0)
         g_idx = np.arange(n_g, dtype=np.int64)
         self.make_arc = arcs(self.G + g_idx, H + g.g_h, self.big, g.g_ship / self.units_g)
-        # unmet at the real penalty would stretch the costs' range (and the solver's time) by orders of
-        # magnitude; a lower cost only loosens the relaxation, and this one is above every way of serving
-        unmet_fen = min(float(p.unfilled_fen_per_unit), _unmet_cap(p, m))
-        self.unmet_arc = arcs(self.G + g_idx, T, self.big, unmet_fen / self.units_g)
+        self.unmet_arc = arcs(self.G + g_idx, T, self.big, float(p.unfilled_fen_per_unit) / self.units_g)
         spare_units = _units(mpu[p.open_lot_style[self.spare_lots]], k)
         self.spare_arc = arcs(
             H + m.spare_h, P + spare_of, self.big, m.block(m.cost, "spare") / self.units_h[m.spare_h]
@@ -164,16 +155,14 @@ class _Network:
         )
         self.lot_units = _units(mpu[m.lot_style], k)
         # a lot's own limit (its day's minutes, in its style's pieces) is its resource's, which the
-        # resource's arcs to the sink keep: a lot is an arc from its hub to its resource
-        # what a lot costs per piece it gives, at least: it gives no more than the demand that reaches its
-        # hub (C, or its day's limit if less), so ``open >= given / C`` and ``made >= min lot x open``, and
-        # a piece given pays ``unit x max(1, min / C) + changeover / C``: a style wanting ten pieces pays
-        # for a whole minimum lot, which the plain relaxation spreads over a day's worth of pieces
+        # resource's arcs to the sink keep: a lot is an arc from its hub to its resource. It gives no more
+        # than the demand that reaches its hub, nor than its limit (C), and pays per piece what the module
+        # docstring says: a style wanting ten pieces pays for a whole minimum lot
         hub_demand = np.bincount(
             self.reach_hub, weights=g.h_quantity[self.reach_h], minlength=hub_key.shape[0]
         )
-        reach = np.maximum(np.minimum(hub_demand[lot_hub], m.lot_max), 1.0)
-        per_piece = m.lot_unit_cost * np.maximum(1.0, m.lot_min / reach) + m.lot_changeover / reach
+        most = np.maximum(np.minimum(hub_demand[lot_hub], m.lot_max), 1.0)
+        per_piece = m.lot_unit_cost * np.maximum(1.0, m.lot_min / most) + m.lot_changeover / most
         self.lot_arc = arcs(D + lot_hub, S + m.lot_resource, self.big, per_piece / self.lot_units)
         res = np.arange(n_res, dtype=np.int64)
         arcs(S + res, T, np.ceil(m.res_regular * k - 1e-9).astype(np.int64), 0.0)
