@@ -34,6 +34,7 @@ from solvers.allocation.core import (
     violations,
 )
 from solvers.allocation.data import F64, I64, B
+from solvers.allocation.segments import runs
 
 # Integer models keep every objective and constraint sum below this: exact in float64, far from int64 limits.
 _INT_LIMIT = float(2**53)
@@ -55,13 +56,6 @@ def _integer_scale(values: F64, mass: float) -> tuple[float, bool]:
             return scale, True
     scale = 2.0 ** math.floor(math.log2(_INT_LIMIT / max(mass, 1.0)))
     return scale, False
-
-
-def _groups(keys: I64, n: int) -> tuple[I64, I64]:
-    """``order, start``: positions sorted by key and where each key's run starts (CSR)."""
-    order: I64 = np.argsort(keys, kind="stable").astype(np.int64)
-    start: I64 = np.searchsorted(keys[order], np.arange(n + 1)).astype(np.int64)
-    return order, start
 
 
 class Prep:
@@ -140,8 +134,8 @@ class Prep:
         p = self.p
         self.alive = self.alive & keep
         self.live = np.flatnonzero(self.alive).astype(np.int64)
-        self.by_demand = _groups(p.arc_demand[self.live], p.n_demands)
-        self.by_site = _groups(p.arc_site[self.live], p.n_sites)
+        self.by_demand = runs(p.arc_demand[self.live], p.n_demands)
+        self.by_site = runs(p.arc_site[self.live], p.n_sites)
 
     def live_arcs_of(self, demands: I64) -> I64:
         order, start = self.by_demand
@@ -222,8 +216,8 @@ def _layout(prep: Prep, spec: Spec) -> _Layout:
     a = spec.arcs
     arc_d = np.searchsorted(spec.demands, p.arc_demand[a]).astype(np.int64)
     arc_k = np.searchsorted(spec.sites, p.arc_site[a]).astype(np.int64)
-    d_order, d_start = _groups(arc_d, spec.demands.shape[0])
-    k_order, k_start = _groups(arc_k, spec.sites.shape[0])
+    d_order, d_start = runs(arc_d, spec.demands.shape[0])
+    k_order, k_start = runs(arc_k, spec.sites.shape[0])
     base = spec.base_inflow
     switch = prep.switch[spec.sites]
     forced = switch & (base > 0)
@@ -757,7 +751,7 @@ class Search:
         self.rank = np.full(p.n_arcs, np.iinfo(np.int64).max, dtype=np.int64)
         self.rank[self.cand] = np.arange(self.cand.shape[0]) - self.cand_start[p.arc_demand[self.cand]]
         top_arcs = self.cand[self.rank[self.cand] < top]
-        rev_order, self.rev_start = _groups(p.arc_site[top_arcs], p.n_sites)
+        rev_order, self.rev_start = runs(p.arc_site[top_arcs], p.n_sites)
         self.rev_demands: I64 = p.arc_demand[top_arcs][rev_order]
         self.sites_live: I64 = np.unique(p.arc_site[live]).astype(np.int64)
         # Resources whose capacity has an LP price: idle capacity there is where a solution loses against
@@ -807,7 +801,7 @@ class Search:
             return np.arange(p.n_demands, dtype=np.int64), self.prep.live, True
         flow = self.flow
         used = np.flatnonzero(flow > 0)
-        order, start = _groups(p.arc_site[used], p.n_sites)
+        order, start = runs(p.arc_site[used], p.n_sites)
         used_d = p.arc_demand[used][order]
         used_sites = np.flatnonzero(np.diff(start) > 0)
         chosen = np.zeros(p.n_sites, dtype=np.bool_)
@@ -943,7 +937,7 @@ class Search:
         p = self.prep.p
         self.assignment = lag
         wished = np.flatnonzero(lag.wish)
-        order, self.wish_start = _groups(p.arc_site[wished], p.n_sites)
+        order, self.wish_start = runs(p.arc_site[wished], p.n_sites)
         self.wish_demands: I64 = p.arc_demand[wished][order]
         self.wish_sites = wanting
         # Re-pack about 40 demands at a time: fewer sites where each serves many.
@@ -1485,7 +1479,7 @@ def assignment_lagrangian(
     capacity = np.where(
         site_res >= 0, np.floor(p.resource_capacity[np.maximum(site_res, 0)] * S + 1e-9), np.inf
     )
-    order, start = _groups(k, p.n_sites)
+    order, start = runs(k, p.n_sites)
     lam = np.full(p.n_demands, np.inf)
     np.minimum.at(lam, j, cost)
     lam[~np.isfinite(lam)] = 0.0

@@ -24,15 +24,9 @@ import numpy as np
 from solvers.allocation.data import F64, I64, AllocationProblem
 from solvers.allocation.flow import pick_handling
 from solvers.allocation.model import Model
+from solvers.allocation.segments import runs
 
 _EPS = 1e-6
-
-
-def _csr(keys: I64, n: int, order_by: F64 | None = None) -> tuple[I64, I64]:
-    """Items grouped by key (and within a key by ``order_by``): ``(order, start)``."""
-    order = np.lexsort((keys,) if order_by is None else (order_by, keys))
-    start = np.searchsorted(keys[order], np.arange(n + 1))
-    return order.astype(np.int64), start.astype(np.int64)
 
 
 def _largest_remainder(owner: I64, value: F64, target: I64, n: int) -> I64:
@@ -80,7 +74,7 @@ def _shed(load: F64, limit: F64, item_node: I64, item_qty: I64, item_weight: F64
     bad = np.flatnonzero(over > _EPS)
     if bad.size == 0:
         return take
-    order, start = _csr(item_node, limit.shape[0], -item_rank)
+    order, start = runs(item_node, limit.shape[0], -item_rank)
     for node in bad.tolist():
         excess = float(over[node])
         for i in order[start[node] : start[node + 1]].tolist():
@@ -190,9 +184,9 @@ def integral_plan(p: AllocationProblem, m: Model, fractional: F64) -> F64:
     hand_left = hand_cap - np.bincount(pick_hand, weights=pick * w, minlength=hand_cap.shape[0])
     res_left = res_cap - np.bincount(m.lot_resource, weights=prod * mpu_lot, minlength=n_res)
     pick_cost = m.block(m.cost, "pick")
-    pick_order, pick_start = _csr(m.pick_g, n_g, pick_cost)
+    pick_order, pick_start = runs(m.pick_g, n_g, pick_cost)
     arc_cost = m.block(m.cost, "arc") + m.lot_unit_cost[m.arc_lot]
-    arc_order, arc_start = _csr(m.arc_h, n_h, arc_cost)
+    arc_order, arc_start = runs(m.arc_h, n_h, arc_cost)
     made = prod > 0  # lots made in this plan (earlier lots may always grow)
 
     # what making a piece of each SKU group costs at best (shipping, then the cheapest lot's unit cost and
@@ -257,7 +251,7 @@ def integral_plan(p: AllocationProblem, m: Model, fractional: F64) -> F64:
         h_left[g.g_h[gi]] += left
     # style groups: lots in cost order; what finds none goes back to its SKU groups, to stock or unmet
     h_order = np.lexsort((g.h_due, g.h_style))
-    g_of_h_order, g_of_h_start = _csr(g.g_h, n_h)
+    g_of_h_order, g_of_h_start = runs(g.g_h, n_h)
     for hi in h_order[h_left[h_order] > 0].tolist():
         left = place_lots(hi, int(h_left[hi]))
         for gi in g_of_h_order[g_of_h_start[hi] : g_of_h_start[hi + 1]].tolist():

@@ -1,4 +1,4 @@
-"""Laying two lists of quantities end to end: the one cut every columnar disaggregation here is made of."""
+"""Columnar building blocks: items grouped by key (CSR runs), and two lists of quantities cut end to end."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from solvers.allocation.data import I64
+from solvers.allocation.data import F64, I64
 
 
 def cut(demand: npt.NDArray[Any], supply: npt.NDArray[Any]) -> tuple[I64, I64, I64]:
@@ -26,3 +26,11 @@ def cut(demand: npt.NDArray[Any], supply: npt.NDArray[Any]) -> tuple[I64, I64, I
         np.searchsorted(se, ends, side="left").astype(np.int64),
         (ends - starts).astype(np.int64),
     )
+
+
+def runs(keys: I64, n: int, order_by: F64 | None = None) -> tuple[I64, I64]:
+    """Items grouped by key 0..n-1 (within a key by ``order_by``, else as given): ``(order, start)``, the
+    items of key ``k`` being ``order[start[k]:start[k + 1]]``."""
+    order: I64 = np.lexsort((keys,) if order_by is None else (order_by, keys)).astype(np.int64)
+    start: I64 = np.searchsorted(keys[order], np.arange(n + 1)).astype(np.int64)
+    return order, start
