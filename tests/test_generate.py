@@ -657,3 +657,38 @@ def test_bench_belt_plans_a_closed_batch_again(clean: Backend) -> None:
     assert missing.exit_code == 1 and "batch 999999 does not exist" in missing.stderr
     both = runner.invoke(main, ["bench", "belt", "--batch", str(batch_id), "--reuse"])
     assert both.exit_code == 2 and "--batch" in both.stderr
+
+
+@pytest.mark.parametrize(
+    ("orders", "merchants", "skus", "workshops"), [(20_000, 40, 2_000, 200), (1_000_000, 500, 20_000, 3_000)]
+)
+def test_a_style_hosts_may_feature_is_qualified_for_a_streams_share(
+    orders: int, merchants: int, skus: int, workshops: int
+) -> None:
+    # one day of regular minutes at the workshops qualified for such a style (in its family) covers an average
+    # stream's share of the day's pieces, or every workshop of the family is qualified; with a fixed handful
+    # of workshops per style, a 1M-order day left 114,000 orders with nowhere to be made
+    from fulfil.belt.master import (
+        STREAM_SHARE,
+        UNITS_PER_ORDER,
+        generate_master,
+        stream_candidates,
+        stream_count,
+    )
+
+    day = dt.date(2026, 12, 2)  # a Wednesday: no workshop rests
+    m = generate_master(
+        seed=1, day=day, orders=orders, merchants=merchants, skus=skus, workshops=workshops, warehouses=8
+    )
+    q, cap, st = (m.table(t).columns for t in ("qualifications", "workshop_capacity", "styles"))
+    q_style, q_ws = np.asarray(q["style_id"]), np.asarray(q["workshop_id"])
+    c_ws, c_fam, c_reg = (np.asarray(cap[c]) for c in ("workshop_id", "process_family_id", "regular_minutes"))
+    on_day = np.asarray(cap["day"]) == day
+    family, minutes = np.asarray(st["process_family_id"]), np.asarray(st["minutes_per_unit"])
+    n_streams = stream_count(merchants)
+    for s in stream_candidates(m.style_weight, n_streams).tolist():
+        qualified = q_ws[q_style == s]
+        in_family = c_fam == family[s]
+        have = c_reg[on_day & in_family & np.isin(c_ws, qualified)].sum()
+        need = orders * UNITS_PER_ORDER * STREAM_SHARE / n_streams * minutes[s]
+        assert have >= need or set(qualified.tolist()) == set(c_ws[in_family].tolist()), s
