@@ -48,6 +48,7 @@ from fulfil.domain.models import (
 from fulfil.domain.states import OrderState, WorkOrderState
 from solvers.allocation import AllocationProblem
 from solvers.allocation.data import MINUTES_PER_DAY
+from solvers.allocation.segments import positions
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -521,17 +522,10 @@ def _previous_plan(
         ).where(AllocationDecision.solver_run_id == latest, AllocationDecision.order_line_id.in_(lines)),
         [np.int64, np.int64, np.int64, "datetime64[D]", np.int64],
     )
-    pos = np.minimum(np.searchsorted(line_id[by_id], d_line), max(line_id.shape[0] - 1, 0))
-    known = line_id[by_id][pos] == d_line if line_id.size else np.zeros(d_line.shape[0], np.bool_)
+    pos = positions(line_id[by_id], d_line)
     made = d_ws >= 0
-    ids = np.where(made, d_ws, d_wh)
-    site = np.full(d_line.shape[0], -1, np.int64)
-    for kind_made, listed in ((False, warehouse_ids), (True, workshop_ids)):
-        mask = made == kind_made
-        if listed.size and mask.any():
-            at = np.minimum(np.searchsorted(listed, ids[mask]), listed.shape[0] - 1)
-            site[mask] = np.where(listed[at] == ids[mask], at, -1)
-    keep = known & (site >= 0) & (d_qty > 0)
+    site = np.where(made, positions(workshop_ids, d_ws), positions(warehouse_ids, d_wh))
+    keep = (pos >= 0) & (site >= 0) & (d_qty > 0)
     day = np.clip(_days(d_day[keep], day0), 0, days - 1) if keep.any() else np.empty(0, np.int64)
     return {
         "prev_cell": line_cell[by_id[pos[keep]]].astype(np.int64),

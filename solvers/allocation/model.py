@@ -49,6 +49,7 @@ import numpy.typing as npt
 import scipy.sparse as sp
 
 from solvers.allocation.data import F64, I64, AllocationProblem
+from solvers.allocation.segments import positions
 
 T = TypeVar("T", bound=np.generic)
 
@@ -134,14 +135,6 @@ def stock_rows(p: AllocationProblem, sku: I64) -> tuple[I64, I64]:
     start = np.searchsorted(p.stock_sku[by_sku], np.arange(p.n_skus + 1))
     item, rank = _expand(start[sku + 1] - start[sku])
     return item, by_sku[start[sku[item]] + rank]
-
-
-def _positions(sorted_keys: I64, keys: I64) -> I64:
-    """The position of each of ``keys`` in ``sorted_keys``, -1 where absent."""
-    if sorted_keys.size == 0:
-        return np.full(keys.shape[0], -1, np.int64)
-    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.shape[0] - 1)
-    return np.where(sorted_keys[pos] == keys, pos, -1).astype(np.int64)
 
 
 # Listing every (order line, site) pair that could serve it is what finding unavoidable splits costs; a hit
@@ -539,7 +532,7 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
     )
     # a keep is at most the pieces its group takes at that site (the rows are there even when empty)
     kp_idx = np.arange(keep_g.shape[0], dtype=np.int64)
-    pick_at = _positions(kp_key, pick_g * n_site + wh)
+    pick_at = positions(kp_key, pick_g * n_site + wh)
     rows(
         "keep_pick",
         kp_idx.shape[0],
@@ -551,8 +544,8 @@ def build_model(p: AllocationProblem, groups: Groups | None = None, *, strong: b
         ],
     )
     km_idx = np.arange(keep_h.shape[0], dtype=np.int64)
-    arc_at = _positions(km_key, arc_h * n_site + lot_w[arc_lot])
-    spare_at = _positions(km_key, spare_h * n_site + p.open_lot_workshop[spare_open])
+    arc_at = positions(km_key, arc_h * n_site + lot_w[arc_lot])
+    spare_at = positions(km_key, spare_h * n_site + p.open_lot_workshop[spare_open])
     rows(
         "keep_made",
         km_idx.shape[0],

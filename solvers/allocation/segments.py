@@ -34,3 +34,12 @@ def runs(keys: I64, n: int, order_by: F64 | None = None) -> tuple[I64, I64]:
     order: I64 = np.lexsort((keys,) if order_by is None else (order_by, keys)).astype(np.int64)
     start: I64 = np.searchsorted(keys[order], np.arange(n + 1)).astype(np.int64)
     return order, start
+
+
+def positions(sorted_keys: I64, keys: I64) -> I64:
+    """The position of each of ``keys`` in ``sorted_keys``, -1 where absent."""
+    if sorted_keys.size == 0:
+        return np.full(keys.shape[0], -1, np.int64)
+    pos = np.minimum(np.searchsorted(sorted_keys, keys), sorted_keys.shape[0] - 1)
+    out: I64 = np.where(sorted_keys[pos] == keys, pos, -1).astype(np.int64)
+    return out
