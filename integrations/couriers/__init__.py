@@ -1,1 +1,1 @@
-"""Courier adapters (produce-back): electronic waybills, pickup bookings and tracking pushes, one module each."""
+"""Courier adapters (produce-back): electronic waybills, pickup bookings and tracking pushes."""

@@ -1,14 +1,14 @@
 """What every courier adapter speaks: canonical requests and answers, credentials, and the interface.
 
 A courier adapter signs and sends two requests — an electronic waybill (电子面单) for one parcel and a pickup
-booking (揽收) for a site's parcels in a window — and verifies and parses the tracking pushes the courier sends
-back. It talks through an injected ``httpx.Client`` and never touches the database: the application stores what
-it returns. Errors are :class:`integrations.base.ApiError` (``retryable`` says whether to try again) and, for a
-push that is not the courier's, :class:`integrations.base.SignatureError`.
+booking (揽收) for a site's parcels in a window — and verifies and parses the tracking pushes the courier
+sends back. It talks through an injected ``httpx.Client`` and never touches the database: the application
+stores what it returns. Errors are :class:`integrations.base.ApiError` (``retryable`` says whether to try
+again) and, for a push that is not the courier's, :class:`integrations.base.SignatureError`.
 
-Idempotency: every request carries our ``request_id``, stable across retries, and the adapter sends it where the
-courier keys orders (``objectId``, ``orderId``, ``requestID`` ...), so a retry after a timeout gets the first
-answer back, not a second waybill.
+Idempotency: every request carries our ``request_id``, stable across retries, and the adapter sends it where
+the courier keys orders (``objectId``, ``orderId``, ``requestID`` ...), so a retry after a timeout gets the
+first answer back, not a second waybill.
 """
 
 from __future__ import annotations
@@ -24,10 +24,12 @@ from integrations.base import Address
 
 @dataclass(frozen=True)
 class CourierCredential:
-    """One account with a courier (or with Cainiao). ``app_key`` is what the courier calls the account (partnerID,
-    x-appKey, app-key, app_key, logistic_provider_id); ``secret`` the key it signs with (checkWord, appSecret).
-    ``extra`` holds the rest by the names the adapter documents (a monthly card, an access token, a customer code,
-    Cainiao's cpCode ...)."""
+    """One account with a courier (or with Cainiao).
+
+    ``app_key`` is what the courier calls the account (partnerID, x-appKey, app-key, app_key,
+    logistic_provider_id); ``secret`` the key it signs with (checkWord, appSecret). ``extra`` holds the rest
+    by the names the adapter documents (a monthly card, an access token, a customer code, Cainiao's cpCode).
+    """
 
     courier: str  # our courier code: ZTO, SF, JD, YUNDA, YTO, or CAINIAO
     app_key: str
