@@ -1,0 +1,1 @@
+"""Produce-back dispatch: couriers for ready parcels, waybills, pickups, labels and tracking."""
