@@ -57,7 +57,7 @@ import numpy.typing as npt
 import psycopg
 from psycopg import pq
 from psycopg import sql as pgsql
-from sqlalchemy import Connection, Executable, MetaData, Table, insert, text
+from sqlalchemy import Connection, Executable, MetaData, Table, bindparam, insert, text
 from sqlalchemy import types as satypes
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -897,11 +897,86 @@ def _python_values(c: _Col) -> list[Any]:
     return values
 
 
+# --- updating -------------------------------------------------------------------------------------------
+
+_STAGE = "fulfil_update_stage"
+
+
+def update_columns(
+    session_or_connection: Session | Connection,
+    table: Table,
+    ids: npt.NDArray[np.int64],
+    columns: Mapping[str, Column],
+) -> int:
+    """Set ``columns`` of the rows of ``table`` whose ``id`` is in ``ids`` (row ``i`` gets each column's
+    ``i``-th value); returns the rows matched.
+
+    On PostgreSQL the values go by COPY into a temporary table and one ``UPDATE ... FROM`` joins it: a
+    statement per row would cost a round trip each. On SQLite, executemany in chunks.
+    """
+    if not columns:
+        raise ColumnsError("no columns to update")
+    n = _common_length({"id": ids, **columns})
+    if n == 0:
+        return 0
+    conn = _sa_connection(session_or_connection)
+    if not _is_postgresql(conn):
+        missing = [name for name in columns if name not in table.c]
+        if missing:
+            raise ColumnsError(f"table {table.name} has no column(s) {', '.join(missing)}")
+        lists = {
+            name: _python_values(_prepare(name, v, _sa_kind(table, name))) for name, v in columns.items()
+        }
+        stmt = (
+            table.update()
+            .where(table.c.id == bindparam("_id"))
+            .values({name: bindparam(f"_{name}") for name in columns})
+        )
+        id_list = np.asarray(ids, dtype=np.int64).tolist()
+        matched = 0
+        for lo in range(0, n, _SQLITE_CHUNK):
+            rows = [
+                {"_id": id_list[i], **{f"_{name}": lists[name][i] for name in columns}}
+                for i in range(lo, min(lo + _SQLITE_CHUNK, n))
+            ]
+            result = conn.execute(stmt, rows)
+            matched += max(int(result.rowcount), 0)
+        return matched
+    raw = _driver(conn)
+    qualified = _qualified(raw, table)
+    types = _pg_types(conn, qualified)
+    missing = [name for name in columns if name not in types]
+    if missing:
+        raise ColumnsError(f"table {qualified} has no column(s) {', '.join(missing)}")
+    names = ["id", *columns]
+    stage = pgsql.Identifier(_STAGE)
+    definition = pgsql.SQL(", ").join(
+        pgsql.SQL("{} {}").format(pgsql.Identifier(name), pgsql.SQL(types[name])) for name in names
+    )
+    with raw.cursor() as cur:
+        cur.execute(pgsql.SQL("DROP TABLE IF EXISTS {}").format(stage))
+        cur.execute(pgsql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(stage, definition))
+    _write_copy(conn, _STAGE, {"id": ids, **columns}, {name: types[name] for name in names}, n)
+    assignments = pgsql.SQL(", ").join(
+        pgsql.SQL("{} = s.{}").format(pgsql.Identifier(name), pgsql.Identifier(name)) for name in columns
+    )
+    with raw.cursor() as cur:
+        cur.execute(
+            pgsql.SQL("UPDATE {} AS t SET {} FROM {} AS s WHERE t.id = s.id").format(
+                pgsql.SQL(qualified), assignments, stage
+            )
+        )
+        matched = cur.rowcount
+        cur.execute(pgsql.SQL("DROP TABLE {}").format(stage))
+    return int(matched)
+
+
 __all__ = [
     "Categorical",
     "ColumnsError",
     "CopyFormatError",
     "NullValueError",
     "read_columns",
+    "update_columns",
     "write_columns",
 ]

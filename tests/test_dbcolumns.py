@@ -386,3 +386,41 @@ def test_a_session_and_a_committed_table(backend: Backend) -> None:
     finally:
         with backend.engine.begin() as c:
             c.execute(text(f"DROP TABLE {name}"))
+
+
+def test_update_columns_sets_each_row_by_id_and_leaves_the_rest(conn: Connection) -> None:
+    conn.execute(text("CREATE TEMP TABLE u (id bigint PRIMARY KEY, n integer, s varchar(20), d date)"))
+    write_columns(
+        conn,
+        "u",
+        {"id": np.arange(1, 6), "n": np.zeros(5, np.int32), "s": ["a"] * 5, "d": [None] * 5},
+    )
+    u = Table("u", MetaData(), autoload_with=conn)
+    ids = np.array([4, 2, 9], np.int64)  # out of order, and one that matches nothing
+    matched = dbcolumns.update_columns(
+        conn,
+        u,
+        ids,
+        {
+            "n": np.array([40, 20, 90], np.int32),
+            "s": ["四", None, "x"],
+            "d": np.array(["2026-12-04", "2026-12-02", "2026-12-09"], "datetime64[D]"),
+        },
+    )
+    assert matched == 2
+    rows = conn.execute(text("SELECT id, n, s, d FROM u ORDER BY id")).all()
+    # SQLite hands a date back as its text through a plain text() query
+    assert [(i, n, s, None if d is None else str(d)) for i, n, s, d in rows] == [
+        (1, 0, "a", None),
+        (2, 20, None, "2026-12-02"),
+        (3, 0, "a", None),
+        (4, 40, "四", "2026-12-04"),
+        (5, 0, "a", None),
+    ]
+
+
+def test_update_columns_names_a_column_the_table_lacks(conn: Connection) -> None:
+    conn.execute(text("CREATE TEMP TABLE u (id bigint PRIMARY KEY, n integer)"))
+    u = Table("u", MetaData(), autoload_with=conn)
+    with pytest.raises(ColumnsError, match="nope"):
+        dbcolumns.update_columns(conn, u, np.array([1], np.int64), {"nope": np.array([1])})

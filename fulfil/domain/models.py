@@ -25,6 +25,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     Time,
     UniqueConstraint,
     func,
@@ -254,6 +255,30 @@ class Courier(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     code: Mapped[str] = mapped_column(String(16), unique=True)  # ZTO, YTO, YUNDA, STO, JT, SF, JD, EMS
     name: Mapped[str] = mapped_column(String(64))
+    # The heaviest parcel the courier takes (a service restriction); 0: no limit.
+    max_weight_g: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class CourierAccount(Base):
+    """Our account with a courier's API (or Cainiao's, for the couriers it issues waybills for).
+
+    The secret and the extra fields (monthly card, access token, cpCode ...) are stored sealed, never shown.
+    """
+
+    __tablename__ = "courier_accounts"
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    courier_id: Mapped[int] = mapped_column(ForeignKey("couriers.id"), index=True)
+    app_key: Mapped[str] = mapped_column(String(128))
+    secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    base_url: Mapped[str | None] = mapped_column(String(256))  # None: the courier's production host
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+
+    def __repr__(self) -> str:
+        return (
+            f"CourierAccount(id={self.id}, courier_id={self.courier_id}, app_key={self.app_key!r},"
+            " secret=<hidden>)"
+        )
 
 
 class CourierPoint(Base):
@@ -269,6 +294,8 @@ class CourierPoint(Base):
     daily_quota: Mapped[int] = mapped_column(Integer)  # parcels a day
     cutoff: Mapped[dt.time] = mapped_column(Time)  # local belt time
     van_capacity: Mapped[int] = mapped_column(Integer)  # parcels a van carries
+    # The point collects at sites within this distance (great circle, km): its service area.
+    radius_km: Mapped[float] = mapped_column(Float, default=30.0, server_default="30")
 
 
 class CourierPrice(Base):
@@ -449,6 +476,7 @@ class Parcel(Base):
             " OR (site_kind = 'warehouse' AND warehouse_id IS NOT NULL AND workshop_id IS NULL)",
             name="one_site",
         ),
+        Index("ix_parcels_point_ship_on", "courier_point_id", "ship_on"),
     )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     order_id: Mapped[int] = mapped_column(BigId, index=True)  # orders.id
@@ -459,21 +487,35 @@ class Parcel(Base):
     status: Mapped[ParcelState] = mapped_column(_enum(ParcelState), default=ParcelState.PLANNED)
     weight_g: Mapped[int] = mapped_column(Integer)
     ready_on: Mapped[dt.date] = mapped_column(Date)
-    courier_id: Mapped[int | None] = mapped_column(BigId)  # couriers.id
+    courier_id: Mapped[int | None] = mapped_column(BigId)  # couriers.id: the plan's, then dispatch's choice
     shipping_fen: Mapped[int | None] = mapped_column(Integer)
+    packed_at: Mapped[dt.datetime | None] = mapped_column(DateTime)  # when it was ready to collect
+    # Dispatch: the courier point that collects it, on which day (its quota is counted per day).
+    courier_point_id: Mapped[int | None] = mapped_column(BigId)  # courier_points.id
+    ship_on: Mapped[dt.date | None] = mapped_column(Date)
 
 
 class Waybill(Base):
-    """An electronic waybill (电子面单): the tracking number a courier gave a parcel."""
+    """An electronic waybill (电子面单): asked for when a parcel gets its courier, then the tracking number
+    the courier gave it. One per parcel; written in bulk, so without foreign keys (migration 0008)."""
 
     __tablename__ = "waybills"
-    __table_args__ = (UniqueConstraint("courier_id", "tracking_number"),)
+    __table_args__ = (
+        UniqueConstraint("courier_id", "tracking_number"),
+        Index("ix_waybills_status_next", "status", "next_attempt_at"),
+    )
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id"), unique=True)
-    courier_id: Mapped[int] = mapped_column(ForeignKey("couriers.id"))
-    tracking_number: Mapped[str] = mapped_column(String(64))
+    parcel_id: Mapped[int] = mapped_column(BigId, unique=True)  # parcels.id
+    courier_id: Mapped[int] = mapped_column(BigId)  # couriers.id
+    tracking_number: Mapped[str | None] = mapped_column(String(64))  # None until the courier answers
     request_id: Mapped[str] = mapped_column(String(64), unique=True)  # makes a retried request idempotent
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    status: Mapped[str] = mapped_column(String(16), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(512))
+    print_data: Mapped[str | None] = mapped_column(Text)  # Cainiao's data for cloud printing
+    issued_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class Pickup(Base):
@@ -495,14 +537,49 @@ class Pickup(Base):
     window_start: Mapped[dt.datetime] = mapped_column(DateTime)
     window_end: Mapped[dt.datetime] = mapped_column(DateTime)
     parcel_count: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(16), default="requested")  # requested, booked, done, failed
+    # requested, booked (the courier confirmed), standing (the point's regular round: no booking by API),
+    # collected, failed
+    status: Mapped[str] = mapped_column(String(16), default="requested")
     booking_ref: Mapped[str | None] = mapped_column(String(64))
+    day: Mapped[dt.date | None] = mapped_column(Date)
+    vans: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    total_weight_g: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    request_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(String(512))
 
 
 class PickupParcel(Base):
+    """Which parcels a pickup collects: one row per parcel, written in bulk (no foreign keys, see 0008)."""
+
     __tablename__ = "pickup_parcels"
-    pickup_id: Mapped[int] = mapped_column(ForeignKey("pickups.id"), primary_key=True)
-    parcel_id: Mapped[int] = mapped_column(ForeignKey("parcels.id"), primary_key=True, unique=True)
+    pickup_id: Mapped[int] = mapped_column(BigId, primary_key=True)  # pickups.id
+    parcel_id: Mapped[int] = mapped_column(BigId, primary_key=True, unique=True)  # parcels.id
+
+
+class TrackingEvent(Base):
+    """A courier's tracking scan, stored once (keyed by courier and event id) before the push is answered."""
+
+    __tablename__ = "tracking_events"
+    __table_args__ = (
+        UniqueConstraint("courier", "event_id"),
+        Index("ix_tracking_events_state_id", "state", "id"),
+    )
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    courier: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(128))
+    tracking_number: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # integrations.couriers.base.TrackingStatus
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(DateTime, default=_now)
+    description: Mapped[str] = mapped_column(String(256), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(
+        String(16), default="received"
+    )  # received, applied, ignored, exception
+    parcel_id: Mapped[int | None] = mapped_column(BigId)  # parcels.id, once matched
+    reason: Mapped[str | None] = mapped_column(String(512))
 
 
 # --- infrastructure -----------------------------------------------------------------------------------
@@ -686,6 +763,7 @@ __all__ = [
     "Batch",
     "Belt",
     "Courier",
+    "CourierAccount",
     "CourierPoint",
     "CourierPrice",
     "DecisionExplanation",
@@ -716,6 +794,7 @@ __all__ = [
     "Sku",
     "Stock",
     "Style",
+    "TrackingEvent",
     "Waybill",
     "WorkOrder",
 ]

@@ -74,6 +74,7 @@ class ParcelState(StrEnum):
     PLANNED = "planned"  # goods not ready yet
     PACKED = "packed"
     PICKED_UP = "picked_up"
+    IN_TRANSIT = "in_transit"
     DELIVERED = "delivered"
     CANCELLED = "cancelled"
 
@@ -81,6 +82,7 @@ class ParcelState(StrEnum):
 class ParcelEvent(StrEnum):
     PACK = "pack"
     PICK_UP = "pick_up"
+    TRANSIT = "transit"
     DELIVER = "deliver"
     CANCEL = "cancel"
 
@@ -248,7 +250,8 @@ PARCEL = StateMachine(
         [
             ([_P.PLANNED], ParcelEvent.PACK, _P.PACKED),
             ([_P.PACKED], ParcelEvent.PICK_UP, _P.PICKED_UP),
-            ([_P.PICKED_UP], ParcelEvent.DELIVER, _P.DELIVERED),
+            ([_P.PICKED_UP], ParcelEvent.TRANSIT, _P.IN_TRANSIT),
+            ([_P.PICKED_UP, _P.IN_TRANSIT], ParcelEvent.DELIVER, _P.DELIVERED),
             ([_P.PLANNED, _P.PACKED], ParcelEvent.CANCEL, _P.CANCELLED),
         ]
     ),
