@@ -267,7 +267,8 @@ class CourierAccount(Base):
 
     __tablename__ = "courier_accounts"
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    courier_id: Mapped[int] = mapped_column(ForeignKey("couriers.id"), index=True)
+    # whose API: a courier's code (ZTO, SF, JD, YUNDA, YTO) or CAINIAO, which issues waybills for several
+    courier: Mapped[str] = mapped_column(String(16), index=True)
     app_key: Mapped[str] = mapped_column(String(128))
     secret_sealed: Mapped[bytes] = mapped_column(LargeBinary)
     base_url: Mapped[str | None] = mapped_column(String(256))  # None: the courier's production host
@@ -276,7 +277,7 @@ class CourierAccount(Base):
 
     def __repr__(self) -> str:
         return (
-            f"CourierAccount(id={self.id}, courier_id={self.courier_id}, app_key={self.app_key!r},"
+            f"CourierAccount(id={self.id}, courier={self.courier!r}, app_key={self.app_key!r},"
             " secret=<hidden>)"
         )
 

@@ -37,19 +37,16 @@ def upgrade() -> None:
     op.create_table(
         "courier_accounts",
         sa.Column("id", BigId, nullable=False),
-        sa.Column("courier_id", BigId, nullable=False),
+        sa.Column("courier", sa.String(length=16), nullable=False),
         sa.Column("app_key", sa.String(length=128), nullable=False),
         sa.Column("secret_sealed", sa.LargeBinary(), nullable=False),
         sa.Column("base_url", sa.String(length=256), nullable=True),
         sa.Column("active", sa.Boolean(), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["courier_id"], ["couriers.id"], name=op.f("fk_courier_accounts_courier_id_couriers")
-        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_courier_accounts")),
     )
     with op.batch_alter_table("courier_accounts") as batch:
-        batch.create_index(batch.f("ix_courier_accounts_courier_id"), ["courier_id"], unique=False)
+        batch.create_index(batch.f("ix_courier_accounts_courier"), ["courier"], unique=False)
 
     with op.batch_alter_table("parcels") as batch:
         batch.add_column(sa.Column("packed_at", sa.DateTime(), nullable=True))
