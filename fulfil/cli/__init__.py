@@ -24,6 +24,7 @@ _COMMAND_MODULES = [
     "fulfil.cli.simulate",
     "fulfil.cli.bench_standard",
     "fulfil.cli.bench_belt",
+    "fulfil.cli.bench_vrptw",
 ]
 
 
