@@ -1,0 +1,82 @@
+"""Which adapter serves which courier, and the adapters by name.
+
+Our courier codes (``fulfil.belt.vocab.COURIERS``): ZTO, YTO, YUNDA, STO, JT, SF, JD, EMS. Five have an
+adapter of their own (ZTO, SF, JD, YUNDA, and YTO unverified); STO, J&T and EMS get their waybills through
+Cainiao. YTO goes through its own adapter unless the caller wants verified schemes only, then through Cainiao.
+A credential's ``courier`` names the adapter it belongs to (``CAINIAO`` for a Cainiao account).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import httpx
+
+from integrations.couriers import cainiao, jdl, sf, yto, yunda, zto
+from integrations.couriers.base import CourierApi, CourierCredential, TrackingReceiver
+
+CAINIAO = cainiao.ADAPTER
+
+# Our courier code -> the adapter that issues its waybills.
+ROUTES: Mapping[str, str] = {
+    "ZTO": "ZTO",
+    "YTO": "YTO",
+    "YUNDA": "YUNDA",
+    "STO": CAINIAO,
+    "JT": CAINIAO,
+    "SF": "SF",
+    "JD": "JD",
+    "EMS": CAINIAO,
+}
+COURIERS = tuple(ROUTES)
+
+_APIS: Mapping[str, Callable[..., CourierApi]] = {
+    "ZTO": zto.ZtoApi,
+    "SF": sf.SfApi,
+    "JD": jdl.JdlApi,
+    "YUNDA": yunda.YundaApi,
+    "YTO": yto.YtoApi,
+    CAINIAO: cainiao.CainiaoApi,
+}
+ADAPTERS = tuple(_APIS)
+UNVERIFIED = frozenset({"YTO"})
+
+_RECEIVERS: Mapping[str, TrackingReceiver] = {
+    "ZTO": zto.receiver,
+    "SF": sf.receiver,
+    "JD": jdl.receiver,
+    "YUNDA": yunda.receiver,
+    "YTO": yto.receiver,
+    CAINIAO: cainiao.receiver,
+}
+
+
+def adapter_for(courier: str, *, verified_only: bool = False) -> str:
+    """The adapter that issues ``courier``'s waybills; with ``verified_only``, never an unverified one."""
+    try:
+        adapter = ROUTES[courier] if courier not in _APIS else courier
+    except KeyError:
+        raise KeyError(f"unknown courier {courier!r}; couriers: {', '.join(COURIERS)}") from None
+    if verified_only and adapter in UNVERIFIED:
+        if courier not in cainiao.CP_CODES:
+            raise KeyError(f"courier {courier!r} has no verified adapter")
+        return CAINIAO
+    return adapter
+
+
+def api_for(
+    credential: CourierCredential, client: httpx.Client, *, base_url: str | None = None
+) -> CourierApi:
+    """The signed API client for ``credential``'s adapter over ``client`` (base URL: the courier's own)."""
+    adapter = adapter_for(credential.courier)
+    make = _APIS[adapter]
+    return make(credential, client) if base_url is None else make(credential, client, base_url=base_url)
+
+
+def receiver_for(courier: str) -> TrackingReceiver:
+    """The tracking-push receiver of ``courier`` (our code, e.g. ``STO`` -> Cainiao's) or of an adapter.
+
+    YTO's own receiver is unverified; where YTO's waybills come through Cainiao, so do its pushes: ask for
+    ``receiver_for("CAINIAO")``.
+    """
+    return _RECEIVERS[adapter_for(courier)]

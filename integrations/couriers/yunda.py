@@ -1,0 +1,215 @@
+"""Yunda 韵达 (open platform): electronic waybills, pickup orders and trace pushes.
+
+Credential: ``app_key`` = app-key, ``secret`` = app-secret; ``extra["partner_id"]`` and
+``extra["partner_secret"]`` the electronic-waybill account of a Yunda point (白马账号 and its password),
+needed for waybills; optional ``extra["back_url"]`` where Yunda calls back about pickup orders.
+
+What this relies on:
+- ``../shared/docs/protocols.md`` [3P]: headers ``app-key``, ``req-time`` (ms) and ``sign = md5hex(body +
+  "_" + appSecret)``; the pickup order with ``sender``, ``receiver``, ``sendstarttime``/``sendendtime``,
+  ``weight`` and ``items``.
+- Third-party clients [3P, several agree]: production ``https://openapi.yundaex.com`` (test
+  ``https://u-openapi.yundasys.com``); pickup orders at ``/openapi-api/v1/order/pushOrder`` keyed by
+  ``orderid`` with ``appid`` in the body and times as ``yyyy-MM-dd HH:mm:ss``; waybills at
+  ``/openapi-api/v1/accountOrder/createBmOrder`` with ``appid, partner_id, secret, orders[{order_serial_no,
+  khddh, sender, receiver, weight, items[{name, number}], order_type: "common", node_id: "350"}]``; contacts
+  ``{name, mobile, province, city, county, address}``; the answer ``{result, code, message, data}`` with
+  ``code "0000"``, a waybill's ``data`` a list of ``{order_serial_no, mail_no, status, msg}``.
+
+Unconfirmed [U], kept in this module: weights in kilograms; a repeated ``order_serial_no`` answers the first
+order's ``mail_no``; a pickup order's ``data`` holds ``orderid`` (taken as the booking reference); the error
+codes (a failure is retried when its text says the system is busy); trace pushes — assumed ``POST`` of JSON
+``{mailno, steps[{time, action, station_name, description}]}`` signed like an API call (headers ``app-key``,
+``req-time``, ``sign`` over the raw body), answered ``{"result": true, "code": "0000"}``, with the actions in
+:data:`ACTIONS`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import httpx
+
+from integrations import http
+from integrations.base import Address, ApiError, PayloadError
+from integrations.couriers import wire
+from integrations.couriers.base import (
+    CourierCredential,
+    PickupBooking,
+    PickupRequest,
+    TrackingEvent,
+    TrackingStatus,
+    Waybill,
+    WaybillRequest,
+)
+from integrations.signing import format_gmt8, header
+
+COURIER = "YUNDA"
+DEFAULT_BASE_URL = "https://openapi.yundaex.com"
+WAYBILL_PATH = "/openapi-api/v1/accountOrder/createBmOrder"
+PICKUP_PATH = "/openapi-api/v1/order/pushOrder"
+SUCCESS_CODE = "0000"
+GOODS_NAME = "服装"
+
+# [U] scan actions of a trace push; anything else is a movement.
+ACTIONS: Mapping[str, TrackingStatus] = {
+    "GOT": TrackingStatus.PICKED_UP,
+    "SIGNED": TrackingStatus.DELIVERED,
+    "FAILED": TrackingStatus.EXCEPTION,
+    "RETURN": TrackingStatus.EXCEPTION,
+    "REJECT": TrackingStatus.EXCEPTION,
+}
+
+
+def sign(body: bytes, secret: str) -> str:
+    """``sign`` header: lowercase hex MD5 of the raw body, ``_`` and the app secret."""
+    return wire.md5_hex(body + b"_" + secret.encode())
+
+
+def _person(address: Address) -> dict[str, str]:
+    return {
+        "name": address.name,
+        "mobile": address.phone,
+        "province": address.province,
+        "city": address.city,
+        "county": address.district,
+        "address": address.detail,
+    }
+
+
+class YundaApi:
+    """Yunda's order API over an injected client: ``order_serial_no`` / ``orderid`` = our request id."""
+
+    courier = COURIER
+    verified = True
+
+    def __init__(
+        self,
+        credential: CourierCredential,
+        client: httpx.Client,
+        *,
+        base_url: str = DEFAULT_BASE_URL,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.credential = credential
+        self.client = client
+        self.base_url = base_url.rstrip("/")
+        self.clock = clock
+
+    def build_request(self, path: str, params: Mapping[str, Any]) -> httpx.Request:
+        body = wire.compact({"appid": self.credential.app_key, **params}).encode("utf-8")
+        headers = {
+            "Content-Type": "application/json",
+            "app-key": self.credential.app_key,
+            "req-time": str(int(self.clock() * 1000)),
+            "sign": sign(body, self.credential.secret),
+        }
+        return self.client.build_request("POST", f"{self.base_url}{path}", content=body, headers=headers)
+
+    def call(self, path: str, params: Mapping[str, Any]) -> Any:
+        """``data`` of a successful call; ApiError with Yunda's ``code`` otherwise."""
+        what = f"yunda {path}"
+        answer = http.json_answer(http.send(self.client, self.build_request(path, params), what), what)
+        code = str(answer.get("code") or "")
+        if answer.get("result") not in (True, "true") or code != SUCCESS_CODE:
+            text = str(answer.get("message") or "")
+            raise ApiError(f"{what}: {code} {text}".strip(), retryable=wire.busy(text), code=code or None)
+        return answer.get("data")
+
+    def create_waybill(self, request: WaybillRequest) -> Waybill:
+        extra = self.credential.extra
+        order = {
+            "order_serial_no": request.request_id,
+            "khddh": request.parcel_ref,
+            "sender": _person(request.sender),
+            "receiver": _person(request.receiver),
+            "weight": wire.kg(request.weight_g),
+            "items": [{"name": item.name, "number": item.count} for item in request.items],
+            "order_type": "common",
+            "node_id": "350",
+        }
+        params = {
+            "partner_id": extra.get("partner_id", ""),
+            "secret": extra.get("partner_secret", ""),
+            "orders": [order],
+        }
+        data = self.call(WAYBILL_PATH, params)
+        first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
+        if first is None:
+            raise ApiError(
+                f"yunda order {request.request_id}: answer has no order", retryable=False, code="bad_response"
+            )
+        number = first.get("mail_no") or first.get("mailno")
+        if str(first.get("status", "1")) != "1" or not number:
+            text = str(first.get("msg") or "no mail_no")
+            raise ApiError(
+                f"yunda order {request.request_id}: {text}", retryable=wire.busy(text), code="order_refused"
+            )
+        return Waybill(tracking_number=str(number))
+
+    def book_pickup(self, request: PickupRequest) -> PickupBooking:
+        params = {
+            "orderid": request.request_id,
+            "backurl": self.credential.extra.get("back_url", ""),
+            "sender": _person(request.sender),
+            "sendstarttime": format_gmt8(request.window_start),
+            "sendendtime": format_gmt8(request.window_end),
+            "weight": wire.kg(request.total_weight_g),
+            "items": [{"name": GOODS_NAME, "number": request.parcel_count}],
+            "remark": request.site_ref,
+        }
+        data = self.call(PICKUP_PATH, params)
+        ref = data.get("orderid") if isinstance(data, dict) else None
+        return PickupBooking(
+            booking_ref=str(ref or request.request_id),
+            window_start=request.window_start,
+            window_end=request.window_end,
+        )
+
+
+class YundaTraceReceiver:
+    """Yunda trace pushes [U]: JSON ``{mailno, steps[...]}``, signed like an API call over the raw body."""
+
+    courier = COURIER
+
+    def verify(
+        self, headers: Mapping[str, str], body: bytes, credentials: Sequence[CourierCredential]
+    ) -> CourierCredential:
+        app_key = header(headers, "app-key")
+        return wire.verify_any(
+            credentials,
+            (header(headers, "sign") or "").strip().lower(),
+            lambda credential: sign(body, credential.secret),
+            what="yunda trace push",
+            account=app_key or None,
+        )
+
+    def parse(self, headers: Mapping[str, str], body: bytes) -> list[TrackingEvent]:
+        push = wire.json_body(body, "yunda trace push")
+        if not isinstance(push, dict):
+            raise PayloadError("yunda trace push: body is not a JSON object")
+        number = wire.text_field(push, "mailno", "yunda trace push")
+        events: list[TrackingEvent] = []
+        for index, step in enumerate(wire.objects(push.get("steps"), "yunda trace push: steps")):
+            where = f"yunda trace push step {index}"
+            action = wire.text_field(step, "action", where)
+            occurred = wire.gmt8_time(step, "time", where)
+            events.append(
+                TrackingEvent(
+                    courier=COURIER,
+                    event_id=wire.derived_event_id(number, action, str(step["time"])),
+                    tracking_number=number,
+                    status=ACTIONS.get(action, TrackingStatus.IN_TRANSIT),
+                    occurred_at=occurred,
+                    description=str(step.get("description") or ""),
+                )
+            )
+        return events
+
+    def success(self) -> tuple[int, bytes, str]:
+        return 200, b'{"result":true,"code":"0000","message":"success"}', "application/json"
+
+
+receiver = YundaTraceReceiver()
