@@ -1,9 +1,10 @@
-"""Which adapter serves which courier, and the adapters by name.
+"""Which API serves which courier, and the adapters by API code.
 
-Our courier codes (``fulfil.belt.vocab.COURIERS``): ZTO, YTO, YUNDA, STO, JT, SF, JD, EMS. Five have an
+Our courier codes (``fulfil.belt.vocab.COURIERS``): ZTO, YTO, YUNDA, STO, JT, SF, JD, EMS. Five have an API
 adapter of their own (ZTO, SF, JD, YUNDA, and YTO unverified); STO, J&T and EMS get their waybills through
 Cainiao. YTO goes through its own adapter unless the caller wants verified schemes only, then through Cainiao.
-A credential's ``courier`` names the adapter it belongs to (``CAINIAO`` for a Cainiao account).
+The adapter (API) codes, :data:`ADAPTERS`, are those five and ``CAINIAO``; a credential's ``courier`` is the
+adapter code of the account (``CAINIAO`` for a Cainiao account).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ ROUTES: Mapping[str, str] = {
 }
 COURIERS = tuple(ROUTES)
 
-_APIS: Mapping[str, Callable[..., CourierApi]] = {
+_CLIENTS: Mapping[str, Callable[..., CourierApi]] = {
     "ZTO": zto.ZtoApi,
     "SF": sf.SfApi,
     "JD": jdl.JdlApi,
@@ -38,7 +39,7 @@ _APIS: Mapping[str, Callable[..., CourierApi]] = {
     "YTO": yto.YtoApi,
     CAINIAO: cainiao.CainiaoApi,
 }
-ADAPTERS = tuple(_APIS)
+ADAPTERS = tuple(_CLIENTS)
 UNVERIFIED = frozenset({"YTO"})
 
 _RECEIVERS: Mapping[str, TrackingReceiver] = {
@@ -52,9 +53,10 @@ _RECEIVERS: Mapping[str, TrackingReceiver] = {
 
 
 def adapter_for(courier: str, *, verified_only: bool = False) -> str:
-    """The adapter that issues ``courier``'s waybills; with ``verified_only``, never an unverified one."""
+    """The adapter that issues ``courier``'s waybills (an adapter code is its own); with ``verified_only``,
+    never an unverified one. KeyError for an unknown code."""
     try:
-        adapter = ROUTES[courier] if courier not in _APIS else courier
+        adapter = courier if courier in _CLIENTS else ROUTES[courier]
     except KeyError:
         raise KeyError(f"unknown courier {courier!r}; couriers: {', '.join(COURIERS)}") from None
     if verified_only and adapter in UNVERIFIED:
@@ -67,9 +69,8 @@ def adapter_for(courier: str, *, verified_only: bool = False) -> str:
 def api_for(
     credential: CourierCredential, client: httpx.Client, *, base_url: str | None = None
 ) -> CourierApi:
-    """The signed API client for ``credential``'s adapter over ``client`` (base URL: the courier's own)."""
-    adapter = adapter_for(credential.courier)
-    make = _APIS[adapter]
+    """The signed client of ``credential``'s API over ``client``; ``base_url`` None: the production host."""
+    make = _CLIENTS[adapter_for(credential.courier)]
     return make(credential, client) if base_url is None else make(credential, client, base_url=base_url)
 
 

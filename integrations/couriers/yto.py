@@ -2,8 +2,8 @@
 
 The protocols page marks YTO [U]: signing variants conflict in public code. This adapter keeps YTO behind the
 courier interface so that dispatch can use it once the scheme is confirmed against YTO's own documents (or a
-sandbox); until then YTO's waybills can go through Cainiao (``registry.adapter_for("YTO",
-verified_only=True)``). Everything assumed is in this module, and the signing in ONE function, :func:`sign`.
+sandbox); until then YTO's waybills can go through Cainiao (``adapter_for("YTO", verified_only=True)``).
+Everything assumed is in this module, and the signing in ONE function, :func:`sign`.
 
 Credential: ``app_key`` the app key, ``secret`` the secret; ``extra["user_id"]`` the customer code YTO's
 paths carry.
