@@ -117,6 +117,8 @@ class RoutingProblem:
         )
         self._first(stops, self.service[stops] < 0, "service", "negative service time")
         everywhere = np.arange(n, dtype=np.int64)
+        # times count from the plan's start; vrplib's Solomon reader also makes a value it cannot parse -1
+        self._first(everywhere, self.ready < 0, "ready", "negative time")
         self._first(everywhere, self.ready > self.due, "ready/due", "window opens after it closes")
         # A stop no van can reach in time from the depot and bring back before the depot closes makes the
         # whole problem infeasible; naming it here beats a solver that silently leaves it out.

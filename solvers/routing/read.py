@@ -78,14 +78,18 @@ def read(path: str | Path) -> RoutingProblem:
         )
     vehicles = int(raw.get("vehicles", n - 1))
     distance = dimacs_matrix(coords[:, 0], coords[:, 1])
+    demands = _integral(path, "demand", demand)
+    ready = _integral(path, "ready time", windows[:, 0]) * DIMACS_SCALE
+    due = _integral(path, "due date", windows[:, 1]) * DIMACS_SCALE
+    services = _integral(path, "service time", service) * DIMACS_SCALE
     try:
         return RoutingProblem(
             distance=distance,
             duration=distance,
-            demand=_integral(path, "demand", demand),
-            ready=_integral(path, "ready time", windows[:, 0]) * DIMACS_SCALE,
-            due=_integral(path, "due date", windows[:, 1]) * DIMACS_SCALE,
-            service=_integral(path, "service time", service) * DIMACS_SCALE,
+            demand=demands,
+            ready=ready,
+            due=due,
+            service=services,
             capacity=int(raw["capacity"]),
             vehicles=vehicles,
             depot=depot,
