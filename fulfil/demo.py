@@ -24,11 +24,13 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 import numpy as np
+import numpy.typing as npt
 from sqlalchemy import Engine, String, Table, and_, bindparam, cast, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from fulfil import db, migrate, redis_conn
 from fulfil import settings as _settings
+from fulfil.dbcolumns import read_columns, update_columns
 from fulfil.domain.models import (
     AllocationDecision,
     Batch,
@@ -555,9 +557,10 @@ def execute_day(session: Session, day: dt.date) -> None:
             [{"w": w, "o": o, "s": k, "q": int(q)} for w, o, k, q in picked],
         )
 
-    PARCEL.fire_where(
-        session, Parcel, (Parcel.ready_on <= day) & (Parcel.status == ParcelState.PLANNED), ParcelEvent.PACK
-    )
+    packing = (Parcel.ready_on <= day) & (Parcel.status == ParcelState.PLANNED)
+    pid, packed_at = _packing_times(session, day, packing)
+    PARCEL.fire_where(session, Parcel, packing, ParcelEvent.PACK)
+    update_columns(session, cast_table(Parcel.__table__), pid, {"packed_at": packed_at})
     has_parcel = exists().where(Parcel.order_id == Order.id)
     waiting = exists().where(Parcel.order_id == Order.id, Parcel.status == ParcelState.PLANNED)
     ORDER.fire_where(
@@ -566,6 +569,67 @@ def execute_day(session: Session, day: dt.date) -> None:
         Order.status.in_([OrderState.ALLOCATED, OrderState.IN_PRODUCTION]) & has_parcel & ~waiting,
         OrderEvent.PACK,
     )
+
+
+WAREHOUSE_WAVES = (10 * 60, 14 * 60, 17 * 60)  # local minutes at which a shared warehouse's picks are packed
+WORKDAY = (8 * 60, READY_MINUTE)  # a workshop's day, local minutes: its lots are packed as they finish
+
+
+def _packing_times(
+    session: Session, day: dt.date, packing: Any
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.datetime64]]:
+    """When each parcel about to be packed on ``day`` is ready for its courier (naive UTC).
+
+    A workshop packs when its day's lots are done: the share of its regular minutes the day's work orders
+    take, along the working day (a full day finishes at the plan's ready time). A shared warehouse packs
+    in waves, the first after an order is two hours paid. A parcel due on an earlier day is packed first
+    thing."""
+    pid, workshop, ready_on, paid_at = read_columns(
+        session,
+        select(Parcel.id, Parcel.workshop_id, Parcel.ready_on, Order.paid_at)
+        .join(Order, Order.id == Parcel.order_id)
+        .where(packing)
+        .order_by(Parcel.id),
+        [np.int64, np.int64, "datetime64[D]", "datetime64[us]"],
+        nulls="mask",
+    )
+    n = pid.shape[0]
+    minute = np.full(n, WORKDAY[0], np.int64)
+    midnight = np.datetime64(dt.datetime.combine(day, dt.time()) - BELT_UTC_OFFSET, "us")
+    today = np.ma.getdata(ready_on) == np.datetime64(day, "D")
+    at_workshop = ~np.ma.getmaskarray(workshop)
+    if n and (today & at_workshop).any():
+        used = dict(
+            session.execute(
+                select(WorkOrder.workshop_id, func.sum(WorkOrder.regular_minutes))
+                .where(WorkOrder.day == day)
+                .group_by(WorkOrder.workshop_id)
+            ).tuples()
+        )
+        regular = dict(
+            session.execute(
+                select(WorkshopCapacity.workshop_id, func.sum(WorkshopCapacity.regular_minutes))
+                .where(WorkshopCapacity.day == day)
+                .group_by(WorkshopCapacity.workshop_id)
+            ).tuples()
+        )
+        ids = np.ma.getdata(workshop)
+        share = np.array(
+            [
+                min(float(used.get(w, 0.0)) / max(float(regular.get(w, 0) or 0), 1.0), 1.0)
+                for w in ids.tolist()
+            ]
+        )
+        finish = WORKDAY[0] + np.ceil(share * (WORKDAY[1] - WORKDAY[0]) / 15.0) * 15
+        minute = np.where(today & at_workshop, finish.astype(np.int64), minute)
+    at_warehouse = today & ~at_workshop
+    if at_warehouse.any():
+        paid = np.where(np.ma.getmaskarray(paid_at), midnight, np.ma.getdata(paid_at))
+        since = np.maximum((paid - midnight) // np.timedelta64(1, "m"), 0) + 120
+        waves = np.asarray(WAREHOUSE_WAVES)
+        wave = waves[np.minimum(np.searchsorted(waves, since), waves.shape[0] - 1)]
+        minute = np.where(at_warehouse, wave, minute)
+    return pid.astype(np.int64), midnight + minute.astype("timedelta64[m]")
 
 
 def cast_table(table: Any) -> Table:

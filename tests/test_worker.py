@@ -159,14 +159,16 @@ def test_a_running_worker_drains_rows_left_by_a_crashed_process(clean: Backend) 
 def test_worker_refuses_an_unknown_queue(clean: Backend) -> None:
     result = run_fulfil(clean, "worker", "--burst", "--queue", "nowhere")
     assert result.returncode == 2
-    assert "'nowhere' is not one of 'intake', 'plan', 'default'" in result.stderr
+    assert "'nowhere' is not one of 'intake', 'plan', 'dispatch', 'default'" in result.stderr
 
 
 @pytest.mark.parametrize("queues", [(), ("default", "plan", "default")])
 def test_check_queues(queues: tuple[str, ...]) -> None:
     from fulfil.jobs.worker import check_queues
 
-    assert check_queues(queues) == (["intake", "plan", "default"] if not queues else ["default", "plan"])
+    assert check_queues(queues) == (
+        ["intake", "plan", "dispatch", "default"] if not queues else ["default", "plan"]
+    )
     with pytest.raises(ValueError, match="unknown queue"):
         check_queues(["fast"])
 
@@ -186,11 +188,13 @@ def test_one_batching_tick_per_interval_however_many_workers(clean: Backend) -> 
     assert workers[1].tick_if_due(now=t0 + 60) is False
     with clean.engine.connect() as conn:
         tasks_written = conn.execute(select(OutboxJob.task)).scalars().all()
-    assert tasks_written == ["close_due_batches"]
+    assert tasks_written == ["close_due_batches", "dispatch_due"]
     # The next slot, offered by a worker whose interval has passed, is taken once more.
     workers[2]._last_tick = None
     assert workers[2].tick_if_due(now=t0 + 60) is True
-    assert Queue("default", connection=clean.redis).count == 2  # each tick reached rq after its commit
+    # each tick reached rq after its commit
+    assert Queue("default", connection=clean.redis).count == 2
+    assert Queue("dispatch", connection=clean.redis).count == 2
 
 
 def test_a_long_running_worker_closes_due_batches_by_itself(clean: Backend) -> None:

@@ -25,6 +25,7 @@ _COMMAND_MODULES = [
     "fulfil.cli.bench_standard",
     "fulfil.cli.bench_belt",
     "fulfil.cli.bench_vrptw",
+    "fulfil.cli.dispatch",
 ]
 
 

@@ -11,7 +11,7 @@ from importlib import import_module
 from typing import Any
 
 # The queues a default ``fulfil worker`` listens on, in priority order: planning is what ship-by waits on.
-QUEUES: tuple[str, ...] = ("intake", "plan", "default")
+QUEUES: tuple[str, ...] = ("intake", "plan", "dispatch", "default")
 
 # task name -> dotted path of its handler. Handlers take ids only, open their own session and are idempotent.
 REGISTRY: dict[str, str] = {
@@ -22,6 +22,11 @@ REGISTRY: dict[str, str] = {
     "normalise_inbox": "fulfil.intake.normalise.normalise_inbox",
     "pull_increments": "fulfil.intake.pulls.pull_increments",
     "confirm_shipment": "fulfil.intake.shipback.confirm_shipment",
+    # dispatch (issue 5): waybills, pickup bookings, courier tracking scans
+    "request_waybills": "fulfil.dispatch.waybills.request_waybills",
+    "book_pickup": "fulfil.dispatch.pickups.book_pickup",
+    "apply_tracking": "fulfil.dispatch.tracking.apply_tracking",
+    "dispatch_due": "fulfil.dispatch.due.dispatch_due",
 }
 
 # task name -> queue; a task not listed goes to "default".
@@ -31,6 +36,10 @@ TASK_QUEUES: dict[str, str] = {
     "normalise_inbox": "intake",
     "pull_increments": "intake",
     "confirm_shipment": "intake",
+    "request_waybills": "dispatch",
+    "book_pickup": "dispatch",
+    "apply_tracking": "dispatch",
+    "dispatch_due": "dispatch",
 }
 
 # task name -> seconds a run may take before rq kills it; a solve is bounded by its own time limit first.

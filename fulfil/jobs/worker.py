@@ -77,6 +77,7 @@ class OutboxWorker(Worker):
                 return False
             with db.session_scope() as session:
                 outbox.enqueue(session, "close_due_batches")
+                outbox.enqueue(session, "dispatch_due")
         except StopRequested:
             raise
         except Exception as exc:
@@ -86,9 +87,9 @@ class OutboxWorker(Worker):
         return True
 
     def intake_tick(self) -> None:
-        """In the same slot: pulls of the pulled platforms' shops, and intake retries that are due.
+        """In the same slot: pulls of the pulled platforms' shops, and the intake and dispatch retries due.
 
-        Its own transaction, so a failure here never costs the batching tick.
+        Their own transactions, so a failure here never costs the batching tick.
         """
         try:
             from fulfil.intake import normalise, pulls, shipback
@@ -97,6 +98,11 @@ class OutboxWorker(Worker):
                 pulls.schedule_pulls(session)
                 normalise.requeue_due(session, connection=self.connection)
                 shipback.requeue_due(session, connection=self.connection)
+            from fulfil.dispatch import pickups, waybills
+
+            with db.session_scope() as session:
+                waybills.requeue_due(session)
+                pickups.requeue_due(session)
         except StopRequested:
             raise
         except Exception as exc:
