@@ -298,3 +298,12 @@ def test_bench_vrptw_wave_and_usage() -> None:
     assert sorted(c for r in line["routes"] for c in r) == list(range(1, 151))
     both = CliRunner().invoke(main, ["bench", "vrptw", str(SOLOMON / "C101.txt"), "--wave", "10"])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_the_problem_is_immutable_and_leaves_the_callers_arrays_alone() -> None:
+    d = np.array([[0, 10, 20], [10, 0, 10], [20, 10, 0]], dtype=np.int64)
+    problem = dataclasses.replace(_toy(), distance=d, duration=d)
+    assert problem.duration is problem.distance  # one matrix, handed to the engines once
+    assert not problem.distance.flags.writeable and d.flags.writeable
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        problem.capacity = 9  # type: ignore[misc]

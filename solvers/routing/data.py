@@ -42,16 +42,19 @@ class RoutingProblem:
     name: str = ""
 
     def __post_init__(self) -> None:
-        for field_name in ("distance", "duration", "demand", "ready", "due", "service"):
-            value = np.ascontiguousarray(getattr(self, field_name), dtype=np.int64)
-            value.setflags(write=False)
-            object.__setattr__(self, field_name, value)
-        for field_name in ("x", "y"):
-            coords = getattr(self, field_name)
-            if coords is not None:
-                coords = np.ascontiguousarray(coords, dtype=np.float64)
-                coords.setflags(write=False)
-                object.__setattr__(self, field_name, coords)
+        # read-only views: the caller's own arrays stay writable, and a shared matrix stays shared (the
+        # engines then hand one matrix over for both)
+        shared = self.duration is self.distance
+        for field_name in ("distance", "duration", "demand", "ready", "due", "service", "x", "y"):
+            value = getattr(self, field_name)
+            if value is None:
+                continue
+            kind = np.float64 if field_name in ("x", "y") else np.int64
+            view = np.ascontiguousarray(value, dtype=kind).view()
+            view.setflags(write=False)
+            object.__setattr__(self, field_name, view)
+        if shared:
+            object.__setattr__(self, "duration", self.distance)
         self.validate()
 
     @property
