@@ -599,20 +599,22 @@ def _packing_times(
     today = np.ma.getdata(ready_on) == np.datetime64(day, "D")
     at_workshop = ~np.ma.getmaskarray(workshop)
     if n and (today & at_workshop).any():
-        used = dict(
-            session.execute(
+        used = {
+            k: v
+            for k, v in session.execute(
                 select(WorkOrder.workshop_id, func.sum(WorkOrder.regular_minutes))
                 .where(WorkOrder.day == day)
                 .group_by(WorkOrder.workshop_id)
-            ).tuples()
-        )
-        regular = dict(
-            session.execute(
+            )
+        }
+        regular = {
+            k: v
+            for k, v in session.execute(
                 select(WorkshopCapacity.workshop_id, func.sum(WorkshopCapacity.regular_minutes))
                 .where(WorkshopCapacity.day == day)
                 .group_by(WorkshopCapacity.workshop_id)
-            ).tuples()
-        )
+            )
+        }
         ids = np.ma.getdata(workshop)
         share = np.array(
             [

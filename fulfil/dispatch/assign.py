@@ -124,7 +124,7 @@ def assign_couriers(session: Session, day: dt.date, *, now: dt.datetime) -> Assi
         select(Courier.id, Courier.max_weight_g).order_by(Courier.id),
         [np.int64, np.int64],
     )
-    k_id, k_courier, k_lon, k_lat, k_radius, k_quota, k_cutoff = read_columns(
+    k_id, k_courier, k_lon, k_lat, k_radius, k_quota = read_columns(
         session,
         select(
             CourierPoint.id,
@@ -133,18 +133,18 @@ def assign_couriers(session: Session, day: dt.date, *, now: dt.datetime) -> Assi
             CourierPoint.lat,
             CourierPoint.radius_km,
             CourierPoint.daily_quota,
-            CourierPoint.cutoff,
         ).order_by(CourierPoint.id),
-        [np.int64, np.int64, np.float64, np.float64, np.float64, np.int64, object],
+        [np.int64, np.int64, np.float64, np.float64, np.float64, np.int64],
     )
-    cutoff = np.array([c.hour * 60 + c.minute for c in k_cutoff.tolist()], np.int64)
-    used = dict(
-        session.execute(
+    cutoff = cutoff_minutes(session)
+    used = {
+        k: v
+        for k, v in session.execute(
             select(Parcel.courier_point_id, func.count())
             .where(Parcel.ship_on == day, Parcel.courier_point_id.is_not(None))
             .group_by(Parcel.courier_point_id)
-        ).tuples()
-    )
+        )
+    }
     quota = np.maximum(k_quota - np.array([used.get(int(k), 0) for k in k_id], dtype=np.int64), 0)
 
     pr_courier, pr_province, pr_first_w, pr_first, pr_add = read_columns(
@@ -214,6 +214,12 @@ def assign_couriers(session: Session, day: dt.date, *, now: dt.datetime) -> Assi
         report.waybill_jobs = _request_waybills(session, ids, courier, point, now)
     _flag_unassigned(session, pid, np.asarray(order_id), result.parcel_reason, late[parcel_site], now, report)
     return report
+
+
+def cutoff_minutes(session: Session) -> I64:
+    """Each courier point's cut-off in local minutes after midnight, in id order."""
+    times = session.scalars(select(CourierPoint.cutoff).order_by(CourierPoint.id))
+    return np.array([t.hour * 60 + t.minute for t in times], np.int64)
 
 
 def _site_places(session: Session, sites: I64) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
@@ -320,4 +326,4 @@ def _flag_unassigned(
         session.execute(insert(ExceptionItem), rows)
 
 
-__all__ = ["AssignReport", "assign_couriers", "haversine_km", "request_id"]
+__all__ = ["AssignReport", "assign_couriers", "cutoff_minutes", "haversine_km", "request_id"]

@@ -25,18 +25,18 @@ from fulfil.pii import mask_address, mask_name, mask_phone
 
 MM: float = float(_mm)  # points per millimetre
 PAGE_WIDTH = 100 * MM
-PAGE_HEIGHT = 150 * mm
+PAGE_HEIGHT = 150 * MM
 CJK = "STSong-Light"
 CODE_FONT = "Helvetica-Bold"
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")  # China keeps one offset all year
 MAX_WAYBILL = 40
 
-_MARGIN = 2 * mm
+_MARGIN = 2 * MM
 # label printers are mostly 203 dpi: bars a whole number of dots wide print evenly, so scanners read them
-_DOT = 25.4 * mm / 203
+_DOT = 25.4 * MM / 203
 _MAX_BAR = 4 * _DOT
 _MIN_BAR = 2 * _DOT
-_BAR_HEIGHT = 20 * mm
+_BAR_HEIGHT = 20 * MM
 
 
 @dataclass(frozen=True)
@@ -88,7 +88,7 @@ def _barcode(c: Canvas, waybill: str, top: float) -> None:
     code = Code128(waybill, barWidth=1.0, barHeight=_BAR_HEIGHT, quiet=0, humanReadable=0)
     modules = float(code.width)
     # the symbol needs a quiet zone of 10 modules either side, inside the border
-    room = PAGE_WIDTH - 2 * _MARGIN - 2 * mm
+    room = PAGE_WIDTH - 2 * _MARGIN - 2 * MM
     bar = room / (modules + 20)
     if bar >= _MIN_BAR:
         bar = min(_MAX_BAR, bar // _DOT * _DOT)
@@ -103,7 +103,7 @@ def _when(t: dt.datetime) -> str:
 
 
 def _page(c: Canvas, label: Label) -> None:
-    left = _MARGIN + 2 * mm
+    left = _MARGIN + 2 * MM
     inner = PAGE_WIDTH - 2 * left
 
     def y(from_top_mm: float) -> float:

@@ -28,6 +28,7 @@ from fulfil import db
 from fulfil import settings as _settings
 from fulfil.dbcolumns import read_columns, update_columns, write_columns
 from fulfil.dispatch import accounts, sites
+from fulfil.dispatch.assign import cutoff_minutes
 from fulfil.domain.models import (
     Courier,
     CourierPoint,
@@ -115,7 +116,7 @@ def schedule_pickups(session: Session, day: dt.date, *, now: dt.datetime) -> Pic
 
     k_id, k_cutoff, k_van = _points(session)
     at = np.searchsorted(k_id, groups[:, 1])
-    cutoff = np.array([c.hour * 60 + c.minute for c in k_cutoff[at].tolist()], np.int32)
+    cutoff = k_cutoff[at].astype(np.int32)
     plan = pickup_windows.solve(
         pickup_windows.build_problem(
             parcel_group=parcel_group.astype(np.int32),
@@ -167,15 +168,13 @@ def schedule_pickups(session: Session, day: dt.date, *, now: dt.datetime) -> Pic
     return report
 
 
-def _points(session: Session) -> tuple[npt.NDArray[np.int64], npt.NDArray[Any], npt.NDArray[np.int64]]:
-    rows = session.execute(
-        select(CourierPoint.id, CourierPoint.cutoff, CourierPoint.van_capacity).order_by(CourierPoint.id)
-    ).all()
-    return (
-        np.array([r[0] for r in rows], np.int64),
-        np.array([r[1] for r in rows], dtype=object),
-        np.array([r[2] for r in rows], np.int64),
+def _points(session: Session) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    k_id, k_van = read_columns(
+        session,
+        select(CourierPoint.id, CourierPoint.van_capacity).order_by(CourierPoint.id),
+        [np.int64, np.int64],
     )
+    return k_id, cutoff_minutes(session), k_van
 
 
 def _insert_pickups(
