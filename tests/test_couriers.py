@@ -143,7 +143,7 @@ def test_couriers_without_bookings_say_so(adapter: str) -> None:
     fake = make(adapter)
     with pytest.raises(PickupNotOffered):
         api(fake).book_pickup(pickup_request())
-    assert fake.calls == []
+    assert not fake.calls
 
 
 # --- tracking pushes --------------------------------------------------------------------------------------

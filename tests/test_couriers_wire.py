@@ -437,7 +437,7 @@ def test_cainiao_needs_a_carrier() -> None:
     request = replace(waybill_request(), carrier="")
     with pytest.raises(ApiError) as caught:
         api(fake).create_waybill(request)
-    assert (caught.value.code, caught.value.retryable) == ("unknown_carrier", False) and fake.calls == []
+    assert (caught.value.code, caught.value.retryable) == ("unknown_carrier", False) and not fake.calls
     with_default = type(CREDENTIALS["CAINIAO"])("CAINIAO", "cn-token-1", "cn-secret", {"cp_code": "EMS"})
     assert (
         registry.api_for(with_default, fake.client()).create_waybill(request).tracking_number.startswith("98")

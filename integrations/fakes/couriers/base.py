@@ -89,7 +89,7 @@ class FakeCourier(ABC):
         self.now = now
         self.waybills: dict[str, FakeWaybill] = {}
         self.pickups: dict[str, FakePickup] = {}
-        self.calls: list[httpx.Request] = []
+        self.calls: deque[httpx.Request] = deque(maxlen=10_000)  # the latest requests, for tests to read
         self.refused_signatures = 0
         self._failures: deque[str] = deque()
         self._numbers: dict[str, str] = {}  # number -> key, to keep numbers unique

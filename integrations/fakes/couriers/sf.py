@@ -57,7 +57,7 @@ class SfFake(FakeCourier):
         body = {
             "apiResultCode": code,
             "apiErrorMsg": message,
-            "apiResponseID": self.digits(f"response:{len(self.calls)}", 16),
+            "apiResponseID": self.digits(f"response:{len(self.waybills)}:{len(self.pickups)}", 16),
             "apiResultData": None if data is None else json.dumps(data, ensure_ascii=False),
         }
         return httpx.Response(200, json=body)
