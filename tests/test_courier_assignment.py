@@ -301,6 +301,13 @@ def test_no_parcels() -> None:
     assert r.point_used.tolist() == [0, 0, 0]
 
 
+def test_a_belt_without_points_flags_every_parcel() -> None:
+    r = solve(_problem(point_courier=[], point_quota=[], site_points_indptr=[0, 0], site_points=[]))
+    assert r.parcel_reason.tolist() == [Unassigned.NO_POINT_AT_SITE] * 7
+    assert r.parcel_point.tolist() == [-1] * 7
+    assert r.objective_fen == 0
+
+
 @pytest.mark.parametrize(
     ("over", "message"),
     [
