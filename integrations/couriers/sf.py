@@ -40,6 +40,7 @@ import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -80,20 +81,13 @@ OP_CODES: Mapping[str, TrackingStatus] = {
     "607": TrackingStatus.EXCEPTION,
 }
 
-_SAFE = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-*_")
-
 
 def urlencode_plus(data: bytes) -> bytes:
-    """UTF-8 bytes encoded as Java's ``URLEncoder.encode(s, "UTF-8")`` does."""
-    out = bytearray()
-    for byte in data:
-        if byte in _SAFE:
-            out.append(byte)
-        elif byte == 0x20:
-            out.append(0x2B)
-        else:
-            out += b"%%%02X" % byte
-    return bytes(out)
+    """UTF-8 bytes encoded as Java's ``URLEncoder.encode(s, "UTF-8")`` does.
+
+    Python's ``quote_plus`` keeps ``~`` and encodes ``*``; Java does the opposite, and SF checks with Java.
+    """
+    return quote_plus(data, safe="*").replace("~", "%7E").encode("ascii")
 
 
 def digest(msg_data: bytes, timestamp: str, check_word: str) -> str:

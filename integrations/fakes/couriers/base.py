@@ -93,6 +93,7 @@ class FakeCourier(ABC):
         self.refused_signatures = 0
         self._failures: deque[str] = deque()
         self._numbers: dict[str, str] = {}  # number -> key, to keep numbers unique
+        self._by_number: dict[str, FakeWaybill] = {}
         self.lock = threading.RLock()
 
     # --- faults and transport -----------------------------------------------------------------------------
@@ -179,7 +180,12 @@ class FakeCourier(ABC):
         number = self.new_number(key, carrier)
         waybill = FakeWaybill(key, number, self.order_ref(key), carrier, order)
         self.waybills[key] = waybill
+        self._by_number[number] = waybill
         return waybill, True
+
+    def waybill_of(self, tracking_number: str) -> FakeWaybill | None:
+        """The waybill this fake issued under ``tracking_number``, if it did."""
+        return self._by_number.get(tracking_number)
 
     def book(
         self,

@@ -137,7 +137,7 @@ class CainiaoFake(FakeCourier):
         carrier: str | None = None,
     ) -> Push:
         """A signed trace push; ``carrier`` (our code) for a number this fake did not issue."""
-        waybill = next((w for w in self.waybills.values() if w.tracking_number == tracking_number), None)
+        waybill = self.waybill_of(tracking_number)
         courier = carrier or (waybill.carrier if waybill else "")
         if courier not in CP_CODES:
             raise ValueError(f"cainiao fake: no carrier known for {tracking_number!r}; pass carrier=")

@@ -139,7 +139,7 @@ class JdlFake(FakeCourier):
     ) -> Push:
         when = self.at(at)
         category, state, name = CATEGORIES[status]
-        waybill = next((w for w in self.waybills.values() if w.tracking_number == tracking_number), None)
+        waybill = self.waybill_of(tracking_number)
         scan = {
             "waybillCode": tracking_number,
             "orderId": waybill.key if waybill else "",

@@ -33,13 +33,13 @@ OP_CODES: Mapping[TrackingStatus, str] = {
     TrackingStatus.EXCEPTION: "70",
 }
 _UNRESERVED = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-*_")
+# Java's URLEncoder, byte by byte: kept, "+" for a space, "%XX" for the rest.
+_ENCODED = [bytes([b]) if b in _UNRESERVED else b"+" if b == 32 else f"%{b:02X}".encode() for b in range(256)]
 _FIELDS = ("partnerID", "requestID", "serviceCode", "timestamp", "msgDigest", "msgData")
 
 
 def _java_urlencode(data: bytes) -> bytes:
-    return b"".join(
-        bytes([b]) if b in _UNRESERVED else b"+" if b == 32 else f"%{b:02X}".encode() for b in data
-    )
+    return b"".join([_ENCODED[b] for b in data])
 
 
 def _digest(data: bytes, secret: str) -> str:
@@ -143,7 +143,7 @@ class SfFake(FakeCourier):
         secret: str | None = None,
     ) -> Push:
         when = self.at(at)
-        waybill = next((w for w in self.waybills.values() if w.tracking_number == tracking_number), None)
+        waybill = self.waybill_of(tracking_number)
         route = {
             "id": self.digits(f"route:{tracking_number}:{status.value}:{when.isoformat()}", 16),
             "mailno": tracking_number,
