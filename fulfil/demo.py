@@ -88,7 +88,8 @@ class DemoReport:
     batches: int = 0
     batches_failed: int = 0
     parcels: int = 0
-    orders_packed: int = 0
+    orders_packed: int = 0  # packed, or further on (shipped, delivered)
+    orders_shipped: int = 0  # every parcel picked up by its courier
     orders_unfilled: int = 0  # back in the pool with an exception naming the reason
     orders_late: int = 0  # at least one line planned after its ship-by
     parcels_on_time: int = 0
@@ -100,6 +101,15 @@ class DemoReport:
     used_minutes: float = 0.0
     regular_minutes_of_days_used: float = 0.0
     stream: StreamReport | None = None  # orders that came through the platforms' webhooks and pulls
+    dispatch: list[Any] = field(default_factory=list)  # fulfil.dispatch.simulate.DispatchDay per day
+    parcels_with_courier: int = 0
+    waybills: dict[str, int] = field(default_factory=dict)  # by status
+    pickups: dict[str, int] = field(default_factory=dict)  # by status
+    parcels_in_pickups: int = 0
+    parcels_picked_up: int = 0  # picked up or further on
+    ship_confirmations: int = 0
+    dispatch_exceptions: dict[str, int] = field(default_factory=dict)  # open, by kind
+    parcels_unaccounted: int = 0  # packed, without courier, waybill or pickup and without an exception
     seconds: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -185,7 +195,7 @@ def run_demo(params: DemoParams, progress: Progress | None = None) -> DemoReport
         _stream(eng, s, params, progress, report)
     _run_day(eng, s, params, progress, report)
     with _timed(report, "execute"):
-        _execute(eng, progress)
+        _execute(eng, s, conn, params, progress, report)
     with _timed(report, "measure"):
         _measure(eng, report)
     report.seconds["total"] = round(time.perf_counter() - t_all, 2)
@@ -492,13 +502,25 @@ def _plan_days(eng: Engine) -> list[dt.date]:
     return [first + dt.timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def _execute(eng: Engine, progress: Progress) -> None:
+def _execute(
+    eng: Engine, s: _settings.Settings, conn: Any, params: DemoParams, progress: Progress, report: DemoReport
+) -> None:
+    """Each plan day on the floor, then its dispatch with the fake couriers; one more day of dispatch after
+    the last takes what was packed after the last cut-offs."""
+    from fulfil.dispatch.simulate import DemoCouriers
+    from fulfil.pii import Sealer
+
     days = _plan_days(eng)
-    progress.start("execute", len(days))
-    for i, day in enumerate(days):
-        with db.session_scope(eng) as session:
-            execute_day(session, day)
-        progress.advance("execute", i + 1)
+    progress.start("execute", len(days) + 1)
+    with DemoCouriers(eng, Sealer(s.pii_key), conn, seed=params.seed) as couriers:
+        for i, day in enumerate(days):
+            with db.session_scope(eng) as session:
+                execute_day(session, day)
+            report.dispatch.append(couriers.run_day(day))
+            progress.advance("execute", i + 1)
+        if days:
+            report.dispatch.append(couriers.run_day(days[-1] + dt.timedelta(days=1)))
+        progress.advance("execute", len(days) + 1)
     progress.finish("execute")
 
 
@@ -652,7 +674,10 @@ def _measure(eng: Engine, report: DemoReport) -> None:
         report.order_lines = count(OrderLine)
         report.batches = count(Batch)
         report.parcels = count(Parcel)
-        report.orders_packed = count(Order, Order.status == OrderState.PACKED)
+        report.orders_packed = count(
+            Order, Order.status.in_([OrderState.PACKED, OrderState.SHIPPED, OrderState.DELIVERED])
+        )
+        report.orders_shipped = count(Order, Order.status.in_([OrderState.SHIPPED, OrderState.DELIVERED]))
         report.work_orders = count(WorkOrder)
         report.work_orders_completed = count(WorkOrder, WorkOrder.status == WorkOrderState.COMPLETED)
         report.orders_unfilled = count(
@@ -718,3 +743,53 @@ def _measure(eng: Engine, report: DemoReport) -> None:
             )
         ).one()
         report.used_minutes, report.regular_minutes_of_days_used = float(minutes), float(regular)
+    _measure_dispatch(eng, report)
+
+
+DISPATCH_EXCEPTIONS = (
+    "no_courier",
+    "waybill_failed",
+    "pickup_failed",
+    "tracking_exception",
+    "unreadable_tracking",
+)
+
+
+def _measure_dispatch(eng: Engine, report: DemoReport) -> None:
+    from fulfil.dispatch.simulate import counts
+    from fulfil.domain.models import PickupParcel, ShipConfirmation, Waybill
+
+    tallies = counts(eng)
+    report.waybills, report.pickups = tallies["waybills"], tallies["pickups"]
+    on_the_way = [ParcelState.PICKED_UP, ParcelState.IN_TRANSIT, ParcelState.DELIVERED]
+    with eng.connect() as c:
+
+        def count(*what: Any) -> int:
+            return int(c.execute(select(func.count()).select_from(*what[:1]).where(*what[1:])).scalar_one())
+
+        report.parcels_with_courier = count(Parcel, Parcel.courier_point_id.is_not(None))
+        report.parcels_in_pickups = count(PickupParcel)
+        report.parcels_picked_up = count(Parcel, Parcel.status.in_(on_the_way))
+        report.ship_confirmations = count(ShipConfirmation)
+        report.dispatch_exceptions = {
+            str(kind): int(n)
+            for kind, n in c.execute(
+                select(ExceptionItem.kind, func.count())
+                .where(ExceptionItem.status == "open", ExceptionItem.kind.in_(DISPATCH_EXCEPTIONS))
+                .group_by(ExceptionItem.kind)
+            )
+        }
+        flagged = exists().where(
+            ExceptionItem.status == "open",
+            ExceptionItem.kind.in_(DISPATCH_EXCEPTIONS),
+            ExceptionItem.subject == literal("parcel ", String) + cast(Parcel.id, String),
+        )
+        in_pickup = exists().where(PickupParcel.parcel_id == Parcel.id)
+        issued = exists().where(Waybill.parcel_id == Parcel.id, Waybill.status == "issued")
+        report.parcels_unaccounted = count(
+            Parcel,
+            Parcel.status != ParcelState.CANCELLED,
+            Parcel.status != ParcelState.PLANNED,
+            ~flagged,
+            ~(Parcel.courier_point_id.is_not(None) & issued & in_pickup),
+        )

@@ -67,6 +67,7 @@ def add_belt(engine: Engine, points: Sequence[PointSpec], sf_max_weight_g: int =
                 insert(Workshop)
                 .values(
                     code=f"WS{i}", name=f"制衣厂{i}", town="虞山", lon=120.74 + i / 100, lat=31.65,
+                    contact_phone="13900001111",
                     workers=30, quality=0.98, reliability=0.95,
                 )
                 .returning(Workshop.id)
@@ -76,7 +77,7 @@ def add_belt(engine: Engine, points: Sequence[PointSpec], sf_max_weight_g: int =
         warehouse = c.execute(
             insert(SharedWarehouse)
             .values(
-                code="WH1", name="云仓一号", town="海虞", lon=120.80, lat=31.70,
+                code="WH1", name="云仓一号", town="海虞", lon=120.80, lat=31.70, contact_phone="13900002222",
                 daily_handling_capacity=10_000, handling_fen_per_line=80,
             )
             .returning(SharedWarehouse.id)

@@ -12,16 +12,21 @@ from fulfil.demo import DemoError, DemoParams, DemoReport, run_demo
 from fulfil.domain.models import (
     AllocationDecision,
     Batch,
+    CourierPoint,
     ExceptionItem,
     InboxMessage,
     Order,
     OrderLine,
     Parcel,
+    Pickup,
+    PickupParcel,
     Stock,
+    Waybill,
     WorkOrder,
     WorkshopCapacity,
 )
 from fulfil.domain.states import BatchState, OrderState, ParcelState, WorkOrderState
+from fulfil.planning.load import BELT_UTC_OFFSET
 from tests.conftest import Backend
 
 pytestmark = pytest.mark.slow
@@ -43,7 +48,8 @@ def check_invariants(eng: Engine, report: DemoReport) -> None:
     with eng.connect() as c:
         # every order ends packed, or back in the pool with an open exception that names the reason
         by_status = dict(c.execute(select(Order.status, func.count()).group_by(Order.status)).all())
-        assert set(by_status) <= {OrderState.PACKED, OrderState.PAID}, by_status
+        # (every parcel of the day is picked up in the demo, so a packed order ships)
+        assert set(by_status) <= {OrderState.SHIPPED, OrderState.PAID}, by_status
         assert sum(by_status.values()) == report.orders
         subject = literal("order ", String) + cast(Order.id, String)
         unexplained = c.execute(
@@ -62,7 +68,7 @@ def check_invariants(eng: Engine, report: DemoReport) -> None:
             )
         ).scalar_one()
         assert unexplained == 0
-        assert report.orders_packed == by_status.get(OrderState.PACKED, 0)
+        assert report.orders_packed == report.orders_shipped == by_status.get(OrderState.SHIPPED, 0)
         assert report.orders_unfilled == by_status.get(OrderState.PAID, 0)
 
         # every batch planned
@@ -123,13 +129,13 @@ def check_invariants(eng: Engine, report: DemoReport) -> None:
             ).scalar_one()
             == 0
         )
-        assert set(c.execute(select(Parcel.status)).scalars()) == {ParcelState.PACKED}
+        assert set(c.execute(select(Parcel.status)).scalars()) == {ParcelState.IN_TRANSIT}
         assert (
             c.execute(
                 select(func.count())
                 .select_from(Order)
                 .where(
-                    Order.status == OrderState.PACKED,
+                    Order.status == OrderState.SHIPPED,
                     ~select(Parcel.id).where(Parcel.order_id == Order.id).exists(),
                 )
             ).scalar_one()
@@ -147,11 +153,72 @@ def check_invariants(eng: Engine, report: DemoReport) -> None:
             .select_from(OrderLine)
             .join(Order, Order.id == OrderLine.order_id)
             .outerjoin(decided, decided.c.order_line_id == OrderLine.id)
-            .where(Order.status == OrderState.PACKED, func.coalesce(decided.c.q, 0) != OrderLine.quantity)
+            .where(Order.status == OrderState.SHIPPED, func.coalesce(decided.c.q, 0) != OrderLine.quantity)
         ).scalar_one()
         assert mismatched == 0
+    check_dispatch(eng, report)
     assert report.parcels > 0 and 0 < report.on_time_share <= 1
     assert report.cost_per_parcel_yuan > 0 and report.utilisation > 0
+
+
+def check_dispatch(eng: Engine, report: DemoReport) -> None:
+    """Every parcel has a courier point, an issued waybill and a pickup that collected it, or an open
+    exception naming why not; quotas, cut-offs and vans hold; every pickup wrote a ship confirmation."""
+    assert report.parcels_unaccounted == 0
+    assert report.parcels_with_courier == report.parcels
+    assert report.waybills == {"issued": report.parcels}, report.waybills
+    assert (
+        report.parcels_in_pickups == report.parcels_picked_up == report.ship_confirmations == report.parcels
+    )
+    assert set(report.pickups) == {"collected"}, report.pickups
+    assert not report.dispatch_exceptions, report.dispatch_exceptions
+    with eng.connect() as c:
+        numbers = c.execute(select(Waybill.courier_id, Waybill.tracking_number)).all()
+        assert len(set(numbers)) == len(numbers) == report.parcels
+        # parcels follow their point's courier
+        assert (
+            c.execute(
+                select(func.count())
+                .select_from(Parcel)
+                .join(CourierPoint, CourierPoint.id == Parcel.courier_point_id)
+                .where(Parcel.courier_id != CourierPoint.courier_id)
+            ).scalar_one()
+            == 0
+        )
+        # no point takes more than its daily quota
+        taken = c.execute(
+            select(CourierPoint.daily_quota, func.count())
+            .join(Parcel, Parcel.courier_point_id == CourierPoint.id)
+            .group_by(CourierPoint.id, CourierPoint.daily_quota, Parcel.ship_on)
+        ).all()
+        assert taken and all(n <= quota for quota, n in taken)
+        # windows end by the point's cut-off (belt time), vans carry what the pickup collects
+        for start, end, count, vans, cutoff, van in c.execute(
+            select(
+                Pickup.window_start,
+                Pickup.window_end,
+                Pickup.parcel_count,
+                Pickup.vans,
+                CourierPoint.cutoff,
+                CourierPoint.van_capacity,
+            ).join(CourierPoint, CourierPoint.id == Pickup.courier_point_id)
+        ):
+            local_end = (end + BELT_UTC_OFFSET).time()
+            assert start < end and local_end <= cutoff, (start, end, cutoff)
+            assert 0 < count <= vans * van
+        collected = dict(
+            c.execute(select(PickupParcel.pickup_id, func.count()).group_by(PickupParcel.pickup_id)).all()
+        )
+        assert collected == dict(c.execute(select(Pickup.id, Pickup.parcel_count)).all())
+        # a parcel is never collected before it is packed
+        early = c.execute(
+            select(func.count())
+            .select_from(Parcel)
+            .join(PickupParcel, PickupParcel.parcel_id == Parcel.id)
+            .join(Pickup, Pickup.id == PickupParcel.pickup_id)
+            .where(Parcel.packed_at > Pickup.window_start)
+        ).scalar_one()
+        assert early == 0
 
 
 def test_a_small_day_end_to_end_and_again(clean: Backend, monkeypatch: pytest.MonkeyPatch) -> None:

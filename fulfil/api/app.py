@@ -10,6 +10,7 @@ from litestar.openapi import OpenAPIConfig
 import fulfil
 from fulfil import settings as _settings
 from fulfil.api import apps, errors
+from fulfil.api.dispatch import LabelController, TrackingController
 from fulfil.api.explanations import ExplanationController
 from fulfil.api.health import HealthController
 from fulfil.api.resources import Resources
@@ -39,7 +40,14 @@ def create_app(
         return intake
 
     return Litestar(
-        route_handlers=[HealthController, WebhookController, apps.router(resources), ExplanationController],
+        route_handlers=[
+            HealthController,
+            WebhookController,
+            apps.router(resources),
+            ExplanationController,
+            TrackingController,
+            LabelController,
+        ],
         dependencies={
             "resources": Provide(provide_resources, sync_to_thread=False),
             "intake": Provide(provide_intake, sync_to_thread=False),

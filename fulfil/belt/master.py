@@ -386,6 +386,7 @@ def generate_master(
                 "quality": quality,
                 "reliability": reliability,
                 "active": [True] * workshops,
+                "contact_phone": _phones(seed, 1, workshops),
             },
         )
     )
@@ -491,6 +492,7 @@ def generate_master(
                 "lat": h_lat,
                 "daily_handling_capacity": h_capacity.astype(np.int64),
                 "handling_fen_per_line": rng.integers(60, 181, warehouses),
+                "contact_phone": _phones(seed, 2, warehouses),
             },
         )
     )
@@ -613,6 +615,15 @@ def generate_master(
         shop_weight=shop_weight,
         merchant_first_shop=merchant_first_shop,
     )
+
+
+def _phones(seed: int, stream: int, n: int) -> list[str]:
+    """Mobile numbers for the sites' dispatch desks, from their own random stream (so adding them changed
+    nothing else the generator draws)."""
+    rng = np.random.default_rng([seed, 900 + stream])
+    prefix = rng.choice(np.array([135, 136, 138, 139, 150, 151, 152, 158, 180, 187, 189]), n)
+    rest = rng.integers(0, 100_000_000, n)
+    return [f"{p}{r:08d}" for p, r in zip(prefix.tolist(), rest.tolist(), strict=True)]
 
 
 def courier_price_fen(courier: str, province: geo.Province) -> tuple[float, float]:

@@ -72,7 +72,7 @@ def _summary(report: Any) -> Table:
             f"{report.batches:,}" + (f" ({report.batches_failed} failed)" if report.batches_failed else ""),
         ),
         ("parcels", f"{report.parcels:,}"),
-        ("orders packed", f"{report.orders_packed:,}"),
+        ("orders packed / shipped", f"{report.orders_packed:,} / {report.orders_shipped:,}"),
         ("on-time share (parcels ready by ship-by)", f"{report.on_time_share:.1%}"),
         ("cost per parcel (goods + overtime + shipping)", f"¥{report.cost_per_parcel_yuan:,.2f}"),
         (
@@ -105,6 +105,28 @@ def _summary(report: Any) -> Table:
         rows += [(f"  exceptions: {kind}", f"{n:,}") for kind, n in sorted(stream.exceptions.items())]
         if inbox.get("received"):
             rows.append(("stream: messages still waiting for a retry", f"{inbox['received']:,}"))
+    if report.dispatch:
+        waybills, pickups = report.waybills, report.pickups
+        rows += [
+            ("dispatch: parcels with a courier point", f"{report.parcels_with_courier:,}"),
+            (
+                "dispatch: waybills issued / pending / failed",
+                " / ".join(f"{waybills.get(k, 0):,}" for k in ("issued", "pending", "failed")),
+            ),
+            (
+                "dispatch: pickups booked / standing / collected / failed",
+                " / ".join(f"{pickups.get(k, 0):,}" for k in ("booked", "standing", "collected", "failed")),
+            ),
+            (
+                "dispatch: parcels in pickups / picked up",
+                f"{report.parcels_in_pickups:,} / {report.parcels_picked_up:,}",
+            ),
+            ("dispatch: ship confirmations written", f"{report.ship_confirmations:,}"),
+            ("dispatch: parcels with neither dispatch nor an exception", f"{report.parcels_unaccounted:,}"),
+        ]
+        rows += [
+            (f"  exceptions: {kind}", f"{n:,}") for kind, n in sorted(report.dispatch_exceptions.items())
+        ]
     for name, value in rows:
         table.add_row(name, value)
     for step, seconds in report.seconds.items():

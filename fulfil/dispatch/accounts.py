@@ -71,5 +71,13 @@ def credential_of(sealer: Sealer, account: CourierAccount) -> CourierCredential:
 def api_for(session: Session, sealer: Sealer, courier_code: str) -> CourierApi:
     """The adapter through which ``courier_code``'s waybills and pickups go, with its account."""
     api = registry.adapter_for(courier_code)
-    cred, base_url = credential(session, sealer, api)
+    try:
+        cred, base_url = credential(session, sealer, api)
+    except NoAccount:
+        if api not in registry.UNVERIFIED:
+            raise
+        # No account with the unverified adapter (YTO): its waybills go through Cainiao, whose scheme is
+        # known.
+        api = registry.adapter_for(courier_code, verified_only=True)
+        cred, base_url = credential(session, sealer, api)
     return registry.api_for(cred, platforms.http_client(f"courier:{api}"), base_url=base_url)

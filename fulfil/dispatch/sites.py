@@ -33,28 +33,35 @@ def addresses(session: Session, keys: Iterable[SiteKey]) -> dict[SiteKey, Addres
     warehouses = sorted({h for _, h in wanted if h is not None})
     out: dict[SiteKey, Address] = {}
     if workshops:
-        for i, code, name, town in session.execute(
-            select(Workshop.id, Workshop.code, Workshop.name, Workshop.town).where(Workshop.id.in_(workshops))
+        for i, code, name, town, phone in session.execute(
+            select(Workshop.id, Workshop.code, Workshop.name, Workshop.town, Workshop.contact_phone).where(
+                Workshop.id.in_(workshops)
+            )
         ):
-            out[(i, None)] = _address(code, name, town)
+            out[(i, None)] = _address(code, name, town, phone)
     if warehouses:
-        for i, code, name, town in session.execute(
+        for i, code, name, town, phone in session.execute(
             select(
-                SharedWarehouse.id, SharedWarehouse.code, SharedWarehouse.name, SharedWarehouse.town
+                SharedWarehouse.id,
+                SharedWarehouse.code,
+                SharedWarehouse.name,
+                SharedWarehouse.town,
+                SharedWarehouse.contact_phone,
             ).where(SharedWarehouse.id.in_(warehouses))
         ):
-            out[(None, i)] = _address(code, name, town)
+            out[(None, i)] = _address(code, name, town, phone)
     missing = wanted - set(out)
     if missing:
         raise LookupError(f"no site for key(s) {sorted(missing, key=str)[:5]}")
     return out
 
 
-def _address(code: str, name: str, town: str) -> Address:
-    # The contact is the site's own name and code: the belt's records keep no named person per site.
+def _address(code: str, name: str, town: str, phone: str | None) -> Address:
+    # The contact is the site's dispatch desk, by the site's name: the belt keeps no named person per site.
+    # A site without a phone gets "" and the courier says what is missing (the waybill fails with its reason).
     return Address(
         name=name,
-        phone="",
+        phone=phone or "",
         province=BELT_PROVINCE,
         city=BELT_CITY,
         district=BELT_DISTRICT,

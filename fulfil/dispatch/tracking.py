@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +63,6 @@ class Answer:
     status: int
     body: bytes
     media_type: str
-    stored: int = 0  # new scans stored by this push
 
 
 class UnknownCourier(LookupError):
@@ -72,6 +71,14 @@ class UnknownCourier(LookupError):
 
 def receive(engine: Engine, sealer: Sealer, api: str, headers: Mapping[str, str], body: bytes) -> Answer:
     """Handle one push from ``api`` (a courier API code, as in the webhook's path)."""
+    return receive_many(engine, sealer, api, [(headers, body)])[0]
+
+
+def receive_many(
+    engine: Engine, sealer: Sealer, api: str, pushes: Sequence[tuple[Mapping[str, str], bytes]]
+) -> list[Answer]:
+    """Handle several pushes of one courier API in one transaction (a webhook gets one at a time; a relay or
+    the demo's couriers may hand over many). One answer per push, in order."""
     api = api.upper()
     if api not in registry.ADAPTERS:
         raise UnknownCourier(f"no courier API {api!r}; known: {', '.join(sorted(registry.ADAPTERS))}")
@@ -83,14 +90,37 @@ def receive(engine: Engine, sealer: Sealer, api: str, headers: Mapping[str, str]
                 select(CourierAccount).where(CourierAccount.courier == api, CourierAccount.active)
             )
         ]
-    try:
-        receiver.verify(headers, body, creds)
-    except SignatureError as exc:
-        return Answer(401, f"signature refused: {exc}".encode(), "text/plain")
     now = _utcnow()
-    try:
-        events = receiver.parse(headers, body)
-        rows = [
+    answers: list[Answer | None] = []
+    rows: list[dict[str, Any]] = []
+    unreadable: list[tuple[int, str]] = []  # (index into rows, reason)
+    for headers, body in pushes:
+        try:
+            receiver.verify(headers, body, creds)
+        except SignatureError as exc:
+            answers.append(Answer(401, f"signature refused: {exc}".encode(), "text/plain"))
+            continue
+        answers.append(None)
+        try:
+            events = receiver.parse(headers, body)
+        except PayloadError as exc:
+            unreadable.append((len(rows), str(exc)))
+            rows.append(
+                {
+                    "courier": api,
+                    "event_id": "unreadable-" + hashlib.sha256(body).hexdigest()[:32],
+                    "tracking_number": "",
+                    "status": TrackingStatus.EXCEPTION.value,
+                    "occurred_at": now,
+                    "received_at": now,
+                    "description": "",
+                    "raw": body,
+                    "state": EXCEPTION,
+                    "reason": str(exc)[:512],
+                }
+            )
+            continue
+        rows.extend(
             {
                 "courier": api,
                 "event_id": e.event_id[:128],
@@ -101,54 +131,55 @@ def receive(engine: Engine, sealer: Sealer, api: str, headers: Mapping[str, str]
                 "description": e.description[:256],
                 "raw": body,
                 "state": RECEIVED,
+                "reason": None,
             }
             for e in events
-        ]
-        problem = None
-    except PayloadError as exc:
-        problem = str(exc)
-        rows = [
-            {
-                "courier": api,
-                "event_id": "unreadable-" + hashlib.sha256(body).hexdigest()[:32],
-                "tracking_number": "",
-                "status": TrackingStatus.EXCEPTION.value,
-                "occurred_at": now,
-                "received_at": now,
-                "description": "",
-                "raw": body,
-                "state": EXCEPTION,
-                "reason": problem[:512],
-            }
-        ]
+        )
     with db.session_scope(engine) as session:
-        new_ids = _insert_new(session, rows)
-        if problem is not None and new_ids:
+        stored = _insert_new(session, rows)
+        bad_ids = {stored[key] for key in (_key(rows[i]) for i, _ in unreadable) if key in stored}
+        for i, reason in unreadable:
+            event_id = stored.get(_key(rows[i]))
+            if event_id is None:
+                continue  # the same unreadable push again: kept once already
             session.execute(
                 insert(ExceptionItem).values(
                     kind="unreadable_tracking",
-                    subject=f"tracking event {new_ids[0]}",
-                    reason=problem[:512],
-                    payload={"courier": api, "tracking_event_id": new_ids[0]},
+                    subject=f"tracking event {event_id}",
+                    reason=reason[:512],
+                    payload={"courier": api, "tracking_event_id": event_id},
                     status="open",
                     created_at=now,
                 )
             )
-        elif new_ids:
-            for lo in range(0, len(new_ids), PER_JOB):
-                chunk = new_ids[lo : lo + PER_JOB]
-                outbox.enqueue(session, TASK, chunk[0], chunk[-1])
+        fresh = sorted(set(stored.values()) - bad_ids)
+        for lo in range(0, len(fresh), PER_JOB):
+            chunk = fresh[lo : lo + PER_JOB]
+            outbox.enqueue(session, TASK, chunk[0], chunk[-1])
     status, answer, media = receiver.success()
-    return Answer(status, answer, media, len(new_ids))
+    return [a if a is not None else Answer(status, answer, media) for a in answers]
 
 
-def _insert_new(session: Session, rows: list[dict[str, Any]]) -> list[int]:
+def _key(row: Mapping[str, Any]) -> tuple[str, str]:
+    return (str(row["courier"]), str(row["event_id"]))
+
+
+def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[tuple[str, str], int]:
+    """Insert the scans not stored yet: (courier, event id) -> id of each row inserted now."""
     if not rows:
-        return []
+        return {}
     dialect = session.get_bind().dialect.name
-    stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(TrackingEvent)
-    stmt = stmt.values(rows).on_conflict_do_nothing(index_elements=["courier", "event_id"])
-    return sorted(session.scalars(stmt.returning(TrackingEvent.id)))
+    stored: dict[tuple[str, str], int] = {}
+    for lo in range(0, len(rows), 1000):
+        stmt: Any = (postgresql if dialect == "postgresql" else sqlite).insert(TrackingEvent)
+        stmt = stmt.values(rows[lo : lo + 1000]).on_conflict_do_nothing(
+            index_elements=["courier", "event_id"]
+        )
+        for i, courier, event_id in session.execute(
+            stmt.returning(TrackingEvent.id, TrackingEvent.courier, TrackingEvent.event_id)
+        ):
+            stored[(courier, event_id)] = i
+    return stored
 
 
 # --- applying -----------------------------------------------------------------------------------------------

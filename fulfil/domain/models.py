@@ -193,6 +193,7 @@ class Workshop(Base):
     quality: Mapped[float] = mapped_column(Float)  # 0..1, share of pieces passing inspection
     reliability: Mapped[float] = mapped_column(Float)  # 0..1, share of lots finished on the planned day
     active: Mapped[bool] = mapped_column(Boolean, default=True)
+    contact_phone: Mapped[str | None] = mapped_column(String(20))  # the dispatch desk couriers call
 
 
 class WorkshopCapacity(Base):
@@ -230,6 +231,7 @@ class SharedWarehouse(Base):
     lat: Mapped[float] = mapped_column(Float)
     daily_handling_capacity: Mapped[int] = mapped_column(Integer)  # order lines picked and packed a day
     handling_fen_per_line: Mapped[int] = mapped_column(Integer)
+    contact_phone: Mapped[str | None] = mapped_column(String(20))  # the dispatch desk couriers call
 
 
 class Stock(Base):

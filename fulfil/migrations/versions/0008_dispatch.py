@@ -1,5 +1,5 @@
-"""dispatch: courier accounts, service restrictions and areas, a parcel's courier point and day, waybills and
-pickups that retry, tracking scans
+"""dispatch: courier accounts, service restrictions and areas, sites' contact phones, a parcel's courier point
+and day, waybills and pickups that retry, tracking scans
 
 Waybills and pickup parcels are written one per parcel, twelve million a day, so like allocation decisions
 and parcels (0007) they lose their foreign keys; every id they carry was read in the same transaction, and
@@ -33,6 +33,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("max_weight_g", sa.Integer(), server_default="0", nullable=False))
     with op.batch_alter_table("courier_points") as batch:
         batch.add_column(sa.Column("radius_km", sa.Float(), server_default="30", nullable=False))
+    for table in ("workshops", "shared_warehouses"):
+        with op.batch_alter_table(table) as batch:
+            batch.add_column(sa.Column("contact_phone", sa.String(length=20), nullable=True))
 
     op.create_table(
         "courier_accounts",
@@ -134,6 +137,9 @@ def downgrade() -> None:
         for column in ("ship_on", "courier_point_id", "packed_at"):
             batch.drop_column(column)
     op.drop_table("courier_accounts")
+    for table in ("workshops", "shared_warehouses"):
+        with op.batch_alter_table(table) as batch:
+            batch.drop_column("contact_phone")
     with op.batch_alter_table("courier_points") as batch:
         batch.drop_column("radius_km")
     with op.batch_alter_table("couriers") as batch:
