@@ -31,6 +31,7 @@ def test_a_day_cut_into_windows_that_end_at_the_cutoff() -> None:
         parcel_ready_minute=[100, 500, 600, 601, 1000, 1081, 700],
         group_cutoff_minute=[1080, 400],
         group_van_capacity=[2, 5],
+        shortest_minutes=0,  # without the shortened last window (next test)
     )
     r = solve(p)
     # group 0: 8:00-10:00, 10:00-12:00, ..., 16:00-18:00; only windows with parcels are booked
@@ -51,6 +52,21 @@ def test_a_day_cut_into_windows_that_end_at_the_cutoff() -> None:
         Rolled.AFTER_CUTOFF,
         Rolled.NO_WINDOW,  # group 1's cut-off (6:40) is before the first pickup (8:00)
     ]
+
+
+def test_a_parcel_packed_after_the_last_window_opened_shortens_it_rather_than_roll() -> None:
+    p = build_problem(
+        parcel_group=[0, 0, 0, 0],
+        parcel_ready_minute=[900, 1000, 1040, 1060],
+        group_cutoff_minute=[1080],
+        group_van_capacity=[10],
+    )  # 15:00, 16:40, 17:20, 17:40; cut-off 18:00, last window 16:00-18:00, shortest 30 minutes
+    r = solve(p)
+    # 15:00 rides in 16:00-18:00; 16:40 and 17:20 join it, which then opens at 17:20; 17:40 is too late
+    assert list(zip(r.window_start.tolist(), r.window_end.tolist(), strict=True)) == [(1040, 1080)]
+    assert r.parcel_window.tolist() == [0, 0, 0, -1]
+    assert r.window_parcels.tolist() == [3]
+    assert r.parcel_reason.tolist()[3] == Rolled.AFTER_LAST_WINDOW
 
 
 def test_the_first_window_is_short_when_the_day_does_not_divide() -> None:
@@ -101,6 +117,16 @@ def _reference(p: PickupProblem) -> tuple[list[tuple[int, int, int, int, int]], 
         waiting: list[int] = []
         for j, (start, end) in enumerate(grid):
             waiting += [i for i in mine if start >= p.parcel_ready_minute[i]]
+            if j == len(grid) - 1 and p.shortest_minutes:
+                # the last window also takes what is ready shortest_minutes before the cut-off, and opens
+                # when the last of its parcels is ready
+                waiting += [
+                    i
+                    for i in mine
+                    if i not in waiting and p.parcel_ready_minute[i] <= cutoff - p.shortest_minutes
+                ]
+                if waiting:
+                    start = max(start, max(int(p.parcel_ready_minute[i]) for i in waiting))
             mine = [i for i in mine if i not in waiting]
             if waiting and (len(waiting) >= p.min_parcels or j == len(grid) - 1):
                 for i in waiting:
@@ -120,9 +146,19 @@ def _reference(p: PickupProblem) -> tuple[list[tuple[int, int, int, int, int]], 
     return windows, parcel_window, reason
 
 
+@pytest.mark.parametrize("shortest", [0, 30])
 @pytest.mark.parametrize("seed", range(12))
-def test_matches_a_plain_reference(seed: int) -> None:
+def test_matches_a_plain_reference(seed: int, shortest: int) -> None:
     p = _random(seed, n=400, groups=6)
+    p = build_problem(
+        parcel_group=p.parcel_group,
+        parcel_ready_minute=p.parcel_ready_minute,
+        group_cutoff_minute=p.group_cutoff_minute,
+        group_van_capacity=p.group_van_capacity,
+        window_minutes=p.window_minutes,
+        min_parcels=p.min_parcels,
+        shortest_minutes=min(shortest, p.window_minutes),
+    )
     r = solve(p)
     windows, parcel_window, reason = _reference(p)
     got = list(
@@ -227,6 +263,8 @@ def test_no_parcels_no_windows() -> None:
         ({"window_minutes": 5}, "window_minutes 5"),
         ({"earliest_minute": 1440}, "earliest_minute 1440"),
         ({"min_parcels": 0}, "min_parcels 0"),
+        ({"shortest_minutes": 5}, "shortest_minutes 5"),
+        ({"shortest_minutes": 130}, "shortest_minutes 130"),
     ],
 )
 def test_bad_input_names_the_record(over: dict[str, Any], message: str) -> None:

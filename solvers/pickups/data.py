@@ -34,6 +34,9 @@ class PickupProblem:
     window_minutes: int = 120
     earliest_minute: int = 8 * 60
     min_parcels: int = 1  # a window with fewer waits for the next, unless it is the last before the cut-off
+    # A parcel packed after the last window opened still goes today if it is ready this long before the
+    # cut-off: the last window then opens when its last parcel is ready. 0: such parcels roll.
+    shortest_minutes: int = 30
 
     @property
     def n_parcels(self) -> int:
@@ -68,6 +71,7 @@ def build_problem(
     window_minutes: int = 120,
     earliest_minute: int = 8 * 60,
     min_parcels: int = 1,
+    shortest_minutes: int = 30,
 ) -> PickupProblem:
     """Check every array and return the problem; a :class:`ValueError` names the first bad record."""
     group = _ints("parcel_group", parcel_group)
@@ -87,6 +91,8 @@ def build_problem(
         raise ValueError(f"earliest_minute {earliest_minute}: 0..{MINUTES_PER_DAY - 1}")
     if min_parcels < 1:
         raise ValueError(f"min_parcels {min_parcels}: at least 1")
+    if shortest_minutes != 0 and not MIN_WINDOW_MINUTES <= shortest_minutes <= window_minutes:
+        raise ValueError(f"shortest_minutes {shortest_minutes}: 0, or {MIN_WINDOW_MINUTES}..window_minutes")
     i = _first((group < 0) | (group >= n_g))
     if i is not None:
         raise ValueError(f"parcel {i}: group {int(group[i])} is not one of the {n_g} groups")
@@ -108,4 +114,5 @@ def build_problem(
         window_minutes=int(window_minutes),
         earliest_minute=int(earliest_minute),
         min_parcels=int(min_parcels),
+        shortest_minutes=int(shortest_minutes),
     )

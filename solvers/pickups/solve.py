@@ -3,7 +3,9 @@
 Group ``g`` has ``J = ceil((cutoff - earliest) / window_minutes)`` windows; window ``j`` ends at
 ``cutoff - (J - 1 - j) * window_minutes`` and starts ``window_minutes`` earlier, or at ``earliest_minute``
 for the first. A parcel ready at ``r`` belongs to the first window starting at or after ``r`` (a parcel ready
-before ``earliest_minute`` to the first). Then, window by window in time order, a window holding fewer than
+before ``earliest_minute`` to the first); one ready after the last window opened but ``shortest_minutes`` or
+more before the cut-off joins the last window, which then opens when it is ready. Then, window by window in
+time order, a window holding fewer than
 ``min_parcels`` (its own and those carried to it) is not booked and carries its parcels to the next; the last
 window before the cut-off is booked whenever it holds any.
 
@@ -29,6 +31,10 @@ def slots(p: PickupProblem) -> tuple[I64, I64]:
     ready = p.parcel_ready_minute.astype(np.int64)
     j = n_windows[g] - (cutoff[g] - ready) // w  # = J - floor((cutoff - r) / w) = ceil((r - start_0) / w)
     j = np.where(ready <= p.earliest_minute, 0, j)
+    # packed after the last window opened, yet early enough for a shortened last window
+    late = (j >= n_windows[g]) & (n_windows[g] > 0) & (p.shortest_minutes > 0)
+    late &= ready <= cutoff[g] - p.shortest_minutes
+    j = np.where(late, n_windows[g] - 1, j)
     slot: I64 = np.where(j < n_windows[g], j, -1).astype(np.int64)
     return n_windows, slot
 
@@ -59,6 +65,10 @@ def solve(p: PickupProblem) -> PickupPlan:
     w_group, w_slot = (x.astype(np.int64) for x in np.nonzero(booked))
     end = p.group_cutoff_minute[w_group].astype(np.int64) - (n_windows[w_group] - 1 - w_slot) * w
     start = np.maximum(end - w, p.earliest_minute)
+    # a last window holding late parcels opens when the last of them is ready (never before a parcel is)
+    last_ready = np.full((n_g, max(width, 1)), -1, np.int64)
+    np.maximum.at(last_ready, (g[kept], slot[kept]), p.parcel_ready_minute[kept].astype(np.int64))
+    start = np.maximum(start, last_ready[w_group, w_slot])
     parcels = size[w_group, w_slot]
     vans = -(-parcels // p.group_van_capacity[w_group].astype(np.int64))
 
