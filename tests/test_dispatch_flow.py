@@ -243,3 +243,9 @@ def test_the_label_endpoint_prints_a_pdf_once_the_waybill_is_back(
     answer = client.get(f"/api/parcels/{parcels[0]}/label.pdf")
     assert answer.status_code == 200 and answer.headers["content-type"] == "application/pdf"
     assert answer.content.startswith(b"%PDF")  # its content and masking: tests/test_labels.py
+    with db.session_scope(clean.engine) as s:
+        pickups.schedule_pickups(s, DAY, now=NOW)
+        (pickup_id,) = s.scalars(select(Pickup.id))
+    sheet = client.get(f"/api/pickups/{pickup_id}/labels.pdf")
+    assert sheet.status_code == 200 and sheet.content.startswith(b"%PDF"), sheet.text
+    assert client.get("/api/pickups/424242/labels.pdf").status_code == 404

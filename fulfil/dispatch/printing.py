@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from fulfil.belt.vocab import COURIERS
 from fulfil.dispatch import sites
 from fulfil.dispatch.labels import Label, label_pdf
-from fulfil.domain.models import Courier, Order, Parcel, Waybill
+from fulfil.domain.models import Courier, Order, Parcel, Pickup, PickupParcel, Waybill
 from fulfil.pii import Sealer
 
 _COURIER_NAMES = dict(COURIERS)
@@ -28,8 +28,23 @@ class NoLabel(LookupError):
         self.missing = missing
 
 
+def pickup_parcels(session: Session, pickup_id: int) -> list[int]:
+    """The parcels a pickup collects, in id order; :class:`NoLabel` if there is no such pickup."""
+    if session.get(Pickup, pickup_id) is None:
+        raise NoLabel(f"no pickup {pickup_id}", missing=True)
+    return list(
+        session.scalars(
+            select(PickupParcel.parcel_id)
+            .where(PickupParcel.pickup_id == pickup_id)
+            .order_by(PickupParcel.parcel_id)
+        )
+    )
+
+
 def parcel_labels(session: Session, sealer: Sealer, parcel_ids: Sequence[int]) -> bytes:
-    """One PDF with a page per parcel, in the order given."""
+    """One PDF with a page per parcel, in the order given; :class:`NoLabel` if there is none to print."""
+    if not parcel_ids:
+        raise NoLabel("no parcels to print", missing=True)
     rows = {
         r.id: r
         for r in session.execute(
