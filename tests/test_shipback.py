@@ -28,6 +28,7 @@ from fulfil.domain.models import (
 )
 from fulfil.domain.states import BatchState, IllegalTransition, OrderState, ParcelState
 from fulfil.intake import credentials, platforms, shipback
+from fulfil.jobs import retries
 from integrations.base import AppCredential
 from integrations.fakes import Failure
 from integrations.fakes.doudian import DoudianFake
@@ -271,7 +272,7 @@ def test_a_server_error_is_retried_after_its_backoff(
 def test_backoff_grows_and_retries_are_bounded(
     clean: Backend, apis: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert [shipback.backoff(n).total_seconds() for n in range(1, 9)] == [
+    assert [retries.backoff(n).total_seconds() for n in range(1, 9)] == [
         30,
         60,
         120,
@@ -285,16 +286,16 @@ def test_backoff_grows_and_retries_are_bounded(
     _, _, cid = pick_up(clean, case)
     clock = {"now": dt.datetime.now(dt.UTC).replace(tzinfo=None)}
     monkeypatch.setattr(shipback, "_utcnow", lambda: clock["now"])
-    for attempt in range(1, shipback.MAX_ATTEMPTS + 1):
+    for attempt in range(1, retries.MAX_ATTEMPTS + 1):
         case.fake.fail_next(Failure.TIMEOUT)
         result = shipback.confirm_shipment(cid)
         status, attempts, next_at, error, _ = confirmation(clean.engine, cid)
         assert attempts == attempt and "timed out" in error
-        if attempt < shipback.MAX_ATTEMPTS:
-            assert result == "pending" and next_at == clock["now"] + shipback.backoff(attempt)
+        if attempt < retries.MAX_ATTEMPTS:
+            assert result == "pending" and next_at == clock["now"] + retries.backoff(attempt)
             clock["now"] = next_at
     assert (result, status) == ("failed", "failed")
-    assert f"gave up after {shipback.MAX_ATTEMPTS} attempts" in error
+    assert f"gave up after {retries.MAX_ATTEMPTS} attempts" in error
     with clean.engine.connect() as c:
         [(kind, subject, payload)] = c.execute(
             select(ExceptionItem.kind, ExceptionItem.subject, ExceptionItem.payload)

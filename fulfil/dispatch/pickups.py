@@ -32,7 +32,6 @@ from fulfil.dispatch.assign import cutoff_minutes
 from fulfil.domain.models import (
     Courier,
     CourierPoint,
-    ExceptionItem,
     Parcel,
     Pickup,
     PickupParcel,
@@ -40,8 +39,8 @@ from fulfil.domain.models import (
     Waybill,
 )
 from fulfil.domain.states import ParcelState
-from fulfil.intake.shipback import LEASE, backoff
-from fulfil.jobs import outbox
+from fulfil.jobs import outbox, retries
+from fulfil.jobs.retries import LEASE, ORPHAN_AFTER
 from fulfil.pii import Sealer
 from fulfil.planning.load import BELT_UTC_OFFSET
 from integrations.base import ApiError
@@ -51,9 +50,7 @@ from solvers import pickups as pickup_windows
 log = logging.getLogger(__name__)
 
 TASK = "book_pickup"
-MAX_ATTEMPTS = 8
 REQUESTED, BOOKED, STANDING, FAILED = "requested", "booked", "standing", "failed"
-ORPHAN_AFTER = dt.timedelta(minutes=2)
 
 
 def _utcnow() -> dt.datetime:
@@ -314,21 +311,18 @@ def book_pickup(pickup_id: int) -> str:
                 booking_ref=booking.booking_ref[:64],
                 window_start=booking.window_start,
                 window_end=booking.window_end,
-                last_error=None,
             )
         except PickupNotOffered:
-            values.update(status=STANDING, last_error=None)
+            values.update(status=STANDING)
         except ApiError as exc:
             error, retryable = f"{code}: {exc}", exc.retryable
         except Exception as exc:  # an adapter's bug: keep trying a while, then let operations see it
             log.exception("pickup %d: the %s adapter failed", pickup_id, code)
             error, retryable = f"{code}: {type(exc).__name__}: {exc}", True
-    if error is not None:
-        if retryable and attempts < MAX_ATTEMPTS:
-            values.update(next_attempt_at=_utcnow() + backoff(attempts), last_error=error[:512])
-        else:
-            reason = f"gave up after {attempts} attempts: {error}" if retryable else error
-            values.update(status=FAILED, last_error=reason[:512])
+    outcome, result = retries.after_attempt(attempts, error, retryable, _utcnow())
+    values.update(result)
+    if outcome == "failed":
+        values["status"] = FAILED
     with db.session_scope(eng) as session:
         session.execute(
             update(Pickup)
@@ -336,16 +330,14 @@ def book_pickup(pickup_id: int) -> str:
             .values(values)
             .execution_options(synchronize_session=False)
         )
-        if values.get("status") == FAILED:
-            session.execute(
-                insert(ExceptionItem).values(
-                    kind="pickup_failed",
-                    subject=f"pickup {pickup_id}",
-                    reason=values["last_error"],
-                    payload={"pickup_id": pickup_id, "courier": code, "attempts": attempts},
-                    status="open",
-                    created_at=_utcnow(),
-                )
+        if outcome == "failed":
+            retries.open_exception(
+                session,
+                "pickup_failed",
+                f"pickup {pickup_id}",
+                values["last_error"],
+                {"pickup_id": pickup_id, "courier": code, "attempts": attempts},
+                _utcnow(),
             )
     return str(values.get("status", REQUESTED))
 

@@ -6,9 +6,9 @@ on a row still pending. Each request carries the row's stable request id, which 
 courier keys orders, so a retry after a lost answer gets the same waybill number back.
 
 A retryable error (a timeout, 5xx, the courier busy) counts an attempt and waits with exponential backoff
-(:func:`fulfil.intake.shipback.backoff`); :func:`requeue_due`, on the workers' periodic tick, enqueues what
-is due again. A refusal (a bad address, a refused signature, no account) or :data:`MAX_ATTEMPTS` attempts
-mark the waybill ``failed`` and open a ``waybill_failed`` exception with the courier's reason.
+(:mod:`fulfil.jobs.retries`); :func:`requeue_due`, on the workers' periodic tick, enqueues what is due
+again. A refusal (a bad address, a refused signature, no account) or the last attempt mark the waybill
+``failed`` and open a ``waybill_failed`` exception with the courier's reason.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import logging
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from fulfil import db
@@ -27,7 +27,6 @@ from fulfil.dispatch import accounts, sites
 from fulfil.domain.models import (
     AllocationDecision,
     Courier,
-    ExceptionItem,
     Order,
     OrderLine,
     Parcel,
@@ -35,8 +34,8 @@ from fulfil.domain.models import (
     Style,
     Waybill,
 )
-from fulfil.intake.shipback import LEASE, backoff
-from fulfil.jobs import outbox
+from fulfil.jobs import outbox, retries
+from fulfil.jobs.retries import LEASE, ORPHAN_AFTER
 from fulfil.pii import PiiError, Sealer
 from integrations.base import Address, ApiError
 from integrations.couriers.base import CourierApi, Item, WaybillRequest
@@ -44,19 +43,13 @@ from integrations.couriers.base import CourierApi, Item, WaybillRequest
 log = logging.getLogger(__name__)
 
 TASK = "request_waybills"
-MAX_ATTEMPTS = 8
 PENDING, ISSUED, FAILED = "pending", "issued", "failed"
 SWEEP_LIMIT = 20_000
-ORPHAN_AFTER = dt.timedelta(minutes=2)
 PER_JOB = 200
 
 
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def _clip(text: str, limit: int = 512) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _claim(session: Session, lo: int, hi: int, now: dt.datetime) -> list[int]:
@@ -197,50 +190,43 @@ def request_waybills(lo: int, hi: int) -> dict[str, int]:
 
 def _record(eng: Any, rows: list[Any], outcomes: dict[int, tuple[str, Any]]) -> dict[str, int]:
     counts = {"issued": 0, "retry": 0, "failed": 0}
-    done = _utcnow()
+    now = _utcnow()
     with db.session_scope(eng) as session:
         for r in rows:
             kind, what = outcomes[r.id]
-            attempts = r.attempts + 1
-            values: dict[str, Any] = {"attempts": attempts}
-            if kind == "issued":
+            error = None if kind == "issued" else str(what)
+            outcome, values = retries.after_attempt(r.attempts + 1, error, kind == "retry", now)
+            if outcome == "done":
                 values.update(
                     status=ISSUED,
                     tracking_number=what.tracking_number,
                     print_data=what.print_data,
-                    issued_at=done,
-                    last_error=None,
+                    issued_at=now,
                 )
-            elif kind == "retry" and attempts < MAX_ATTEMPTS:
-                values.update(next_attempt_at=done + backoff(attempts), last_error=_clip(what))
-            else:
-                reason = f"gave up after {attempts} attempts: {what}" if kind == "retry" else what
-                kind = "failed"
-                values.update(status=FAILED, last_error=_clip(reason))
-            counts[kind] += 1
+            elif outcome == "failed":
+                values["status"] = FAILED
+            counts["issued" if outcome == "done" else outcome] += 1
             session.execute(
                 update(Waybill)
                 .where(Waybill.id == r.id, Waybill.status == PENDING)
                 .values(values)
                 .execution_options(synchronize_session=False)
             )
-            if kind == "failed":
-                session.execute(
-                    insert(ExceptionItem).values(
-                        kind="waybill_failed",
-                        subject=f"parcel {r.parcel_id}",
-                        reason=values["last_error"],
-                        payload={
-                            "waybill_id": r.id,
-                            "parcel_id": r.parcel_id,
-                            "order_id": r.order_id,
-                            "courier": r.code,
-                            "request_id": r.request_id,
-                            "attempts": attempts,
-                        },
-                        status="open",
-                        created_at=done,
-                    )
+            if outcome == "failed":
+                retries.open_exception(
+                    session,
+                    "waybill_failed",
+                    f"parcel {r.parcel_id}",
+                    values["last_error"],
+                    {
+                        "waybill_id": r.id,
+                        "parcel_id": r.parcel_id,
+                        "order_id": r.order_id,
+                        "courier": r.code,
+                        "request_id": r.request_id,
+                        "attempts": values["attempts"],
+                    },
+                    now,
                 )
     if counts["retry"] or counts["failed"]:
         log.warning("waybills: %s", counts)

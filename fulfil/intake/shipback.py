@@ -33,7 +33,6 @@ from sqlalchemy.orm import Session
 
 from fulfil import db
 from fulfil.domain.models import (
-    ExceptionItem,
     Order,
     Parcel,
     Platform,
@@ -42,18 +41,14 @@ from fulfil.domain.models import (
 )
 from fulfil.domain.states import ORDER, PARCEL, OrderEvent, OrderState, ParcelEvent, ParcelState
 from fulfil.intake import platforms
-from fulfil.jobs import outbox
+from fulfil.jobs import outbox, retries
+from fulfil.jobs.retries import LEASE, ORPHAN_AFTER
 from integrations.base import ApiError
 
 log = logging.getLogger(__name__)
 
 TASK = "confirm_shipment"
 COURIERS = frozenset({"ZTO", "YTO", "YUNDA", "STO", "JT", "SF", "JD", "EMS"})
-MAX_ATTEMPTS = 8
-BACKOFF_BASE = dt.timedelta(seconds=30)
-BACKOFF_CAP = dt.timedelta(hours=1)
-LEASE = dt.timedelta(minutes=2)
-ORPHAN_AFTER = dt.timedelta(minutes=2)
 SWEEP_LIMIT = 20_000
 BUSY_QUEUE = 100
 PENDING, DONE, FAILED = "pending", "done", "failed"
@@ -64,20 +59,10 @@ def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def _clip(text: str, limit: int = 512) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def request_id(parcel_id: int, courier_code: str, tracking_number: str) -> str:
     """Stable for a parcel and its tracking number: every retry is the same request to the platform."""
     digest = hashlib.sha256(f"{courier_code}:{tracking_number}".encode()).hexdigest()[:16]
     return f"ship-{parcel_id}-{digest}"
-
-
-def backoff(attempts: int) -> dt.timedelta:
-    """The wait after the ``attempts``-th failed attempt."""
-    wait: dt.timedelta = BACKOFF_BASE * 2 ** max(attempts - 1, 0)
-    return min(wait, BACKOFF_CAP)
 
 
 # --- pickup ---------------------------------------------------------------------------------------------
@@ -223,14 +208,11 @@ def confirm_shipment(confirmation_id: int) -> str:
 
     attempts = row.attempts + 1
     done_now = _utcnow()
-    values: dict[str, Any] = {"attempts": attempts}
-    if error is None:
-        values.update(status=DONE, done_at=done_now, last_error=None)
-    elif retryable and attempts < MAX_ATTEMPTS:
-        values.update(next_attempt_at=done_now + backoff(attempts), last_error=_clip(error))
-    else:
-        reason = error if not retryable else f"gave up after {attempts} attempts: {error}"
-        values.update(status=FAILED, last_error=_clip(reason))
+    outcome, values = retries.after_attempt(attempts, error, retryable, done_now)
+    if outcome == "done":
+        values.update(status=DONE, done_at=done_now)
+    elif outcome == "failed":
+        values["status"] = FAILED
     with db.session_scope(eng) as session:
         session.execute(
             update(ShipConfirmation)
@@ -238,25 +220,23 @@ def confirm_shipment(confirmation_id: int) -> str:
             .values(values)
             .execution_options(synchronize_session=False)
         )
-        if values.get("status") == FAILED:
-            session.execute(
-                insert(ExceptionItem).values(
-                    kind="ship_confirmation_failed",
-                    subject=f"ship confirmation {confirmation_id}",
-                    reason=values["last_error"],
-                    payload={
-                        "confirmation_id": confirmation_id,
-                        "order_id": row.order_id,
-                        "parcel_id": row.parcel_id,
-                        "platform": platform,
-                        "platform_order_id": row.platform_order_id,
-                        "courier_code": row.courier_code,
-                        "tracking_number": row.tracking_number,
-                        "attempts": attempts,
-                    },
-                    status="open",
-                    created_at=done_now,
-                )
+        if outcome == "failed":
+            retries.open_exception(
+                session,
+                "ship_confirmation_failed",
+                f"ship confirmation {confirmation_id}",
+                values["last_error"],
+                {
+                    "confirmation_id": confirmation_id,
+                    "order_id": row.order_id,
+                    "parcel_id": row.parcel_id,
+                    "platform": platform,
+                    "platform_order_id": row.platform_order_id,
+                    "courier_code": row.courier_code,
+                    "tracking_number": row.tracking_number,
+                    "attempts": attempts,
+                },
+                done_now,
             )
     status = str(values.get("status", PENDING))
     if error is not None:
