@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, exists, insert, select, update
+from sqlalchemy import Engine, exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,6 @@ from fulfil.dispatch import accounts
 from fulfil.domain.models import (
     Courier,
     CourierAccount,
-    ExceptionItem,
     Order,
     Parcel,
     Pickup,
@@ -41,7 +40,7 @@ from fulfil.domain.models import (
 )
 from fulfil.domain.states import ORDER, PARCEL, OrderEvent, OrderState, ParcelEvent, ParcelState
 from fulfil.intake import shipback
-from fulfil.jobs import outbox
+from fulfil.jobs import outbox, retries
 from fulfil.pii import Sealer
 from integrations.base import PayloadError, SignatureError
 from integrations.couriers import registry
@@ -142,15 +141,13 @@ def receive_many(
             event_id = stored.get(_key(rows[i]))
             if event_id is None:
                 continue  # the same unreadable push again: kept once already
-            session.execute(
-                insert(ExceptionItem).values(
-                    kind="unreadable_tracking",
-                    subject=f"tracking event {event_id}",
-                    reason=reason[:512],
-                    payload={"courier": api, "tracking_event_id": event_id},
-                    status="open",
-                    created_at=now,
-                )
+            retries.open_exception(
+                session,
+                "unreadable_tracking",
+                f"tracking event {event_id}",
+                reason,
+                {"courier": api, "tracking_event_id": event_id},
+                now,
             )
         fresh = sorted(set(stored.values()) - bad_ids)
         for lo in range(0, len(fresh), PER_JOB):
@@ -250,20 +247,18 @@ def apply_tracking(lo: int, hi: int) -> dict[str, int]:
                 .execution_options(synchronize_session=False)
             )
             if state == EXCEPTION:
-                session.execute(
-                    insert(ExceptionItem).values(
-                        kind="tracking_exception",
-                        subject=f"tracking event {e.id}",
-                        reason=(reason or "")[:512],
-                        payload={
-                            "courier": e.courier,
-                            "tracking_number": e.tracking_number,
-                            "status": e.status,
-                            "parcel_id": parcel_id,
-                        },
-                        status="open",
-                        created_at=now,
-                    )
+                retries.open_exception(
+                    session,
+                    "tracking_exception",
+                    f"tracking event {e.id}",
+                    reason or "",
+                    {
+                        "courier": e.courier,
+                        "tracking_number": e.tracking_number,
+                        "status": e.status,
+                        "parcel_id": parcel_id,
+                    },
+                    now,
                 )
     return counts
 
