@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from solvers import checks
+
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 
@@ -66,21 +68,6 @@ class CourierProblem:
         return int(self.point_courier.shape[0])
 
 
-def _ints(name: str, values: Any, ndim: int) -> I64:
-    a = np.asarray(values)
-    if a.ndim != ndim:
-        raise ValueError(f"{name} must have {ndim} dimension(s), got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got {a.dtype}")
-    out: I64 = a.astype(np.int64)
-    return out
-
-
-def _first(bad: npt.NDArray[np.bool_]) -> int | None:
-    hit = np.flatnonzero(bad)
-    return int(hit[0]) if hit.size else None
-
-
 def _check_table(name: str, table: I64, ok: npt.NDArray[np.bool_], rule: str) -> None:
     bad = np.argwhere(~ok)
     if bad.size:
@@ -104,43 +91,43 @@ def build_problem(
 ) -> CourierProblem:
     """Check every array and return the problem; a :class:`ValueError` names the first bad record
     (``parcel i``, ``courier c, province p``, ``courier c``, ``point k`` or ``site s``)."""
-    site = _ints("parcel_site", parcel_site, 1)
-    province = _ints("parcel_province", parcel_province, 1)
-    weight = _ints("parcel_weight_g", parcel_weight_g, 1)
+    site = checks.ints("parcel_site", parcel_site, 1)
+    province = checks.ints("parcel_province", parcel_province, 1)
+    weight = checks.ints("parcel_weight_g", parcel_weight_g, 1)
     n = site.shape[0]
     for name, a in (("parcel_province", province), ("parcel_weight_g", weight)):
         if a.shape[0] != n:
             raise ValueError(f"{name} has {a.shape[0]} parcels, parcel_site {n}")
-    fw = _ints("first_weight_g", first_weight_g, 2)
-    first = _ints("first_fen", first_fen, 2)
-    add = _ints("additional_fen_per_kg", additional_fen_per_kg, 2)
+    fw = checks.ints("first_weight_g", first_weight_g, 2)
+    first = checks.ints("first_fen", first_fen, 2)
+    add = checks.ints("additional_fen_per_kg", additional_fen_per_kg, 2)
     n_c, n_p = first.shape
     if n_c == 0 or n_p == 0:
         raise ValueError(f"first_fen has shape {first.shape}: at least one courier and one province")
     for name, a in (("first_weight_g", fw), ("additional_fen_per_kg", add)):
         if a.shape != first.shape:
             raise ValueError(f"{name} has shape {a.shape}, first_fen {first.shape} (couriers x provinces)")
-    max_w = _ints("max_weight_g", max_weight_g, 1)
+    max_w = checks.ints("max_weight_g", max_weight_g, 1)
     if max_w.shape[0] != n_c:
         raise ValueError(f"max_weight_g has {max_w.shape[0]} couriers, first_fen {n_c}")
-    courier = _ints("point_courier", point_courier, 1)
-    quota = _ints("point_quota", point_quota, 1)
+    courier = checks.ints("point_courier", point_courier, 1)
+    quota = checks.ints("point_quota", point_quota, 1)
     n_k = courier.shape[0]
     if quota.shape[0] != n_k:
         raise ValueError(f"point_quota has {quota.shape[0]} points, point_courier {n_k}")
-    indptr = _ints("site_points_indptr", site_points_indptr, 1)
-    points = _ints("site_points", site_points, 1)
+    indptr = checks.ints("site_points_indptr", site_points_indptr, 1)
+    points = checks.ints("site_points", site_points, 1)
     if indptr.shape[0] < 1 or indptr[0] != 0:
         raise ValueError("site_points_indptr must start at 0 (one entry per site, plus one)")
     n_s = indptr.shape[0] - 1
 
-    i = _first((site < 0) | (site >= n_s))
+    i = checks.first((site < 0) | (site >= n_s))
     if i is not None:
         raise ValueError(f"parcel {i}: site {int(site[i])} is not one of the {n_s} sites")
-    i = _first((province < 0) | (province >= n_p))
+    i = checks.first((province < 0) | (province >= n_p))
     if i is not None:
         raise ValueError(f"parcel {i}: province {int(province[i])} is not one of the {n_p} provinces")
-    i = _first((weight <= 0) | (weight > np.iinfo(np.int32).max))
+    i = checks.first((weight <= 0) | (weight > np.iinfo(np.int32).max))
     if i is not None:
         raise ValueError(f"parcel {i}: weight {int(weight[i])} g (must be positive and fit int32)")
 
@@ -155,23 +142,23 @@ def build_problem(
         ~served | ((add >= 0) & (add <= MAX_FEN)),
         f"fen 0..{MAX_FEN} where the courier serves the province",
     )
-    c = _first(max_w < 0)
+    c = checks.first(max_w < 0)
     if c is not None:
         raise ValueError(f"courier {c}: max weight {int(max_w[c])} g (0 means no limit)")
 
-    k = _first((courier < 0) | (courier >= n_c))
+    k = checks.first((courier < 0) | (courier >= n_c))
     if k is not None:
         raise ValueError(f"point {k}: courier {int(courier[k])} is not one of the {n_c} couriers")
-    k = _first(quota < 0)
+    k = checks.first(quota < 0)
     if k is not None:
         raise ValueError(f"point {k}: quota {int(quota[k])} is negative")
 
-    s = _first(np.diff(indptr) < 0)
+    s = checks.first(np.diff(indptr) < 0)
     if s is not None:
         raise ValueError(f"site {s}: site_points_indptr decreases ({int(indptr[s])} to {int(indptr[s + 1])})")
     if indptr[-1] != points.shape[0]:
         raise ValueError(f"site_points_indptr ends at {int(indptr[-1])}, site_points has {points.shape[0]}")
-    j = _first((points < 0) | (points >= n_k))
+    j = checks.first((points < 0) | (points >= n_k))
     if j is not None:
         s = int(np.searchsorted(indptr, j, side="right")) - 1
         raise ValueError(f"site {s}: point {int(points[j])} is not one of the {n_k} points")

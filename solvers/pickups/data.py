@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from solvers import checks
+
 I32 = npt.NDArray[np.int32]
 I64 = npt.NDArray[np.int64]
 
@@ -47,21 +49,6 @@ class PickupProblem:
         return int(self.group_cutoff_minute.shape[0])
 
 
-def _ints(name: str, values: Any) -> I64:
-    a = np.asarray(values)
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {a.shape}")
-    if a.size and not np.issubdtype(a.dtype, np.integer):
-        raise ValueError(f"{name} must hold integers, got {a.dtype}")
-    out: I64 = a.astype(np.int64)
-    return out
-
-
-def _first(bad: npt.NDArray[np.bool_]) -> int | None:
-    hit = np.flatnonzero(bad)
-    return int(hit[0]) if hit.size else None
-
-
 def build_problem(
     *,
     parcel_group: Any,
@@ -74,10 +61,10 @@ def build_problem(
     shortest_minutes: int = 30,
 ) -> PickupProblem:
     """Check every array and return the problem; a :class:`ValueError` names the first bad record."""
-    group = _ints("parcel_group", parcel_group)
-    ready = _ints("parcel_ready_minute", parcel_ready_minute)
-    cutoff = _ints("group_cutoff_minute", group_cutoff_minute)
-    van = _ints("group_van_capacity", group_van_capacity)
+    group = checks.ints("parcel_group", parcel_group)
+    ready = checks.ints("parcel_ready_minute", parcel_ready_minute)
+    cutoff = checks.ints("group_cutoff_minute", group_cutoff_minute)
+    van = checks.ints("group_van_capacity", group_van_capacity)
     if ready.shape[0] != group.shape[0]:
         raise ValueError(f"parcel_ready_minute has {ready.shape[0]} parcels, parcel_group {group.shape[0]}")
     if van.shape[0] != cutoff.shape[0]:
@@ -93,17 +80,17 @@ def build_problem(
         raise ValueError(f"min_parcels {min_parcels}: at least 1")
     if shortest_minutes != 0 and not MIN_WINDOW_MINUTES <= shortest_minutes <= window_minutes:
         raise ValueError(f"shortest_minutes {shortest_minutes}: 0, or {MIN_WINDOW_MINUTES}..window_minutes")
-    i = _first((group < 0) | (group >= n_g))
+    i = checks.first((group < 0) | (group >= n_g))
     if i is not None:
         raise ValueError(f"parcel {i}: group {int(group[i])} is not one of the {n_g} groups")
     limit = np.iinfo(np.int32)
-    i = _first((ready < limit.min) | (ready > limit.max))
+    i = checks.first((ready < limit.min) | (ready > limit.max))
     if i is not None:
         raise ValueError(f"parcel {i}: ready minute {int(ready[i])} does not fit int32")
-    g = _first((cutoff < 0) | (cutoff > MINUTES_PER_DAY))
+    g = checks.first((cutoff < 0) | (cutoff > MINUTES_PER_DAY))
     if g is not None:
         raise ValueError(f"group {g}: cut-off minute {int(cutoff[g])} (0..{MINUTES_PER_DAY})")
-    g = _first((van <= 0) | (van > limit.max))
+    g = checks.first((van <= 0) | (van > limit.max))
     if g is not None:
         raise ValueError(f"group {g}: van capacity {int(van[g])} (must be positive)")
     return PickupProblem(
