@@ -27,7 +27,6 @@ from fulfil.dbcolumns import read_columns, update_columns, write_columns
 from fulfil.domain.models import (
     Courier,
     CourierPoint,
-    CourierPrice,
     ExceptionItem,
     Order,
     Parcel,
@@ -38,6 +37,7 @@ from fulfil.domain.models import (
 from fulfil.domain.states import ParcelState
 from fulfil.jobs import outbox
 from fulfil.planning.load import BELT_UTC_OFFSET
+from fulfil.prices import price_tables
 from solvers.couriers import UNASSIGNED_TEXT, Unassigned, build_problem, solve
 
 I64 = npt.NDArray[np.int64]
@@ -147,27 +147,8 @@ def assign_couriers(session: Session, day: dt.date, *, now: dt.datetime) -> Assi
     }
     quota = np.maximum(k_quota - np.array([used.get(int(k), 0) for k in k_id], dtype=np.int64), 0)
 
-    pr_courier, pr_province, pr_first_w, pr_first, pr_add = read_columns(
-        session,
-        select(
-            CourierPrice.courier_id,
-            CourierPrice.province,
-            CourierPrice.first_weight_g,
-            CourierPrice.first_fen,
-            CourierPrice.additional_fen_per_kg,
-        ),
-        [np.int64, object, np.int64, np.int64, np.int64],
-    )
-    provinces = np.unique(
-        np.concatenate([np.asarray(province, dtype=object).astype(str), pr_province.astype(str)])
-    )
-    n_c, n_p = c_id.shape[0], provinces.shape[0]
-    first_w = np.zeros((n_c, n_p), np.int64)
-    first = np.full((n_c, n_p), -1, np.int64)
-    add = np.zeros((n_c, n_p), np.int64)
-    ci = np.searchsorted(c_id, pr_courier)
-    pi = np.searchsorted(provinces, pr_province.astype(str))
-    first_w[ci, pi], first[ci, pi], add[ci, pi] = pr_first_w, pr_first, pr_add
+    codes = np.asarray(province, dtype=object).astype(str).tolist()
+    tables = price_tables(session, codes, c_id)
 
     distance = haversine_km(lon[:, None], lat[:, None], k_lon[None, :], k_lat[None, :])
     in_area = distance <= k_radius[None, :]
@@ -178,13 +159,11 @@ def assign_couriers(session: Session, day: dt.date, *, now: dt.datetime) -> Assi
 
     problem = build_problem(
         parcel_site=parcel_site.astype(np.int32),
-        parcel_province=np.searchsorted(provinces, np.asarray(province, dtype=object).astype(str)).astype(
-            np.int32
-        ),
+        parcel_province=tables.province_index(codes).astype(np.int32),
         parcel_weight_g=np.asarray(weight, dtype=np.int32),
-        first_weight_g=first_w,
-        first_fen=first,
-        additional_fen_per_kg=add,
+        first_weight_g=tables.first_weight_g,
+        first_fen=tables.first_fen,
+        additional_fen_per_kg=tables.additional_fen_per_kg,
         max_weight_g=np.asarray(c_max, dtype=np.int64),
         point_courier=np.searchsorted(c_id, k_courier).astype(np.int32),
         point_quota=quota,

@@ -30,7 +30,6 @@ from fulfil.dbcolumns import read_columns
 from fulfil.domain.models import (
     AllocationDecision,
     Batch,
-    CourierPrice,
     Merchant,
     Order,
     OrderLine,
@@ -46,6 +45,7 @@ from fulfil.domain.models import (
     WorkshopCapacity,
 )
 from fulfil.domain.states import OrderState, WorkOrderState
+from fulfil.prices import price_tables
 from solvers.allocation import AllocationProblem
 from solvers.allocation.data import MINUTES_PER_DAY
 from solvers.allocation.segments import positions
@@ -209,29 +209,15 @@ def load_batch(session: Session, batch_id: int, *, previous: bool = False) -> Lo
     line_sku = _index(sku_ids, line_sku_id, "SKU")
 
     # --- provinces and shipping ---------------------------------------------------------------------------
-    c_courier, c_prov, c_first_w, c_first, c_add = _columns(
-        session,
-        select(
-            CourierPrice.courier_id,
-            CourierPrice.province,
-            CourierPrice.first_weight_g,
-            CourierPrice.first_fen,
-            CourierPrice.additional_fen_per_kg,
-        ),
-        [np.int64, object, np.int64, np.int64, np.int64],
+    tables = price_tables(session, order_prov_code.tolist())
+    provinces = tables.provinces
+    order_province = tables.province_index(order_prov_code.tolist())
+    courier_ids = tables.courier_ids
+    price_first_w, price_first, price_add = (
+        tables.first_weight_g,
+        tables.first_fen,
+        tables.additional_fen_per_kg,
     )
-    provinces = sorted(set(order_prov_code.tolist()) | set(c_prov.tolist()))
-    prov_index = {p: i for i, p in enumerate(provinces)}
-    order_province = np.array([prov_index[p] for p in order_prov_code.tolist()], dtype=np.int64)
-    courier_ids = np.unique(c_courier)
-    shape = (courier_ids.shape[0], len(provinces))
-    price_first_w = np.zeros(shape, np.int64)
-    price_first = np.full(shape, -1, np.int64)
-    price_add = np.zeros(shape, np.int64)
-    if c_courier.size:
-        ci = np.searchsorted(courier_ids, c_courier)
-        pi = np.array([prov_index[p] for p in c_prov.tolist()], dtype=np.int64)
-        price_first_w[ci, pi], price_first[ci, pi], price_add[ci, pi] = c_first_w, c_first, c_add
     # the solver's view: the cheapest first-weight price of any courier; -1 where no courier serves
     unserved = np.iinfo(np.int64).max
     best = np.where(price_first >= 0, price_first, unserved).min(axis=0, initial=unserved)
