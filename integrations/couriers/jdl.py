@@ -32,13 +32,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from integrations import http
 from integrations.base import Address, ApiError, PayloadError
 from integrations.couriers import wire
 from integrations.couriers.base import (
@@ -50,6 +48,7 @@ from integrations.couriers.base import (
     Waybill,
     WaybillRequest,
 )
+from integrations.couriers.client import SignedClient
 from integrations.signing import GMT8_FORMAT, from_unix, gmt8_to_utc, header, to_unix_ms, utc_to_gmt8
 
 COURIER = "JD"
@@ -99,24 +98,12 @@ def _gmt8_now(clock: Callable[[], float]) -> str:
     return utc_to_gmt8(from_unix(int(clock()))).strftime(GMT8_FORMAT)
 
 
-class JdlApi:
+class JdlApi(SignedClient):
     """JD Logistics ECAP orders over an injected client; ``orderId`` = our request id."""
 
     courier = COURIER
     verified = True
-
-    def __init__(
-        self,
-        credential: CourierCredential,
-        client: httpx.Client,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.credential = credential
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
+    default_base_url = DEFAULT_BASE_URL
 
     def build_request(self, path: str, params: Mapping[str, Any]) -> httpx.Request:
         body = wire.compact([params]).encode("utf-8")
@@ -132,14 +119,12 @@ class JdlApi:
             "algorithm": ALGORITHM,
         }
         headers = {"Content-Type": "application/json;charset=utf-8", "lop-tz": "8"}
-        return self.client.build_request(
-            "POST", f"{self.base_url}{path}", params=query, content=body, headers=headers
-        )
+        return self.client.build_request("POST", self.url(path), params=query, content=body, headers=headers)
 
     def call(self, path: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
         """``data`` of a successful call; ApiError with JD's ``code`` otherwise."""
         what = f"jdl {path}"
-        answer = http.json_answer(http.send(self.client, self.build_request(path, params), what), what)
+        answer = self.exchange(self.build_request(path, params), what)
         content = (
             answer.get("response", {}).get("content") if isinstance(answer.get("response"), dict) else None
         )
@@ -148,15 +133,10 @@ class JdlApi:
         code = answer.get("code")
         if code not in (0, "0") or answer.get("success") is False:
             text = f"{answer.get('msg') or ''} {answer.get('subMsg') or ''}".strip()
-            code_text = str(code) if code is not None else ""
-            raise ApiError(
-                f"{what}: {code_text} {text}".strip(),
-                retryable=code_text in RETRYABLE_CODES or wire.busy(text),
-                code=code_text or None,
-            )
+            raise wire.refused(what, str(code) if code is not None else "", text, RETRYABLE_CODES)
         data = answer.get("data")
         if not isinstance(data, dict):
-            raise ApiError(f"{what}: answer has no data", retryable=False, code="bad_response")
+            raise wire.bad_response(what, "data")
         return data
 
     def _order(self, request_id: str) -> dict[str, Any]:
@@ -186,15 +166,10 @@ class JdlApi:
             "remark": request.parcel_ref,
         }
         data = self.call(CREATE, params)
-        number = data.get("waybillCode")
-        if not number:
-            raise ApiError(
-                f"jdl order {request.request_id}: answer has no waybillCode",
-                retryable=False,
-                code="bad_response",
-            )
-        order_code = data.get("orderCode")
-        return Waybill(tracking_number=str(number), courier_order_ref=str(order_code) if order_code else None)
+        return Waybill(
+            tracking_number=wire.required(data, "waybillCode", what=f"jdl order {request.request_id}"),
+            courier_order_ref=wire.optional(data, "orderCode"),
+        )
 
     def pickup_slices(self, request: PickupRequest) -> list[tuple[dt.datetime, dt.datetime]]:
         """The pickup slices JD offers the site, as naive UTC windows, earliest first."""
@@ -234,14 +209,8 @@ class JdlApi:
             "remark": request.site_ref,
         }
         data = self.call(CREATE, params)
-        ref = data.get("orderCode") or data.get("waybillCode")
-        if not ref:
-            raise ApiError(
-                f"jdl pickup {request.request_id}: answer has no orderCode",
-                retryable=False,
-                code="bad_response",
-            )
-        return PickupBooking(booking_ref=str(ref), window_start=start, window_end=end)
+        ref = wire.required(data, "orderCode", "waybillCode", what=f"jdl pickup {request.request_id}")
+        return PickupBooking(booking_ref=ref, window_start=start, window_end=end)
 
 
 def slices(value: Any) -> list[tuple[dt.datetime, dt.datetime]]:

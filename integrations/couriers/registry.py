@@ -70,8 +70,7 @@ def api_for(
     credential: CourierCredential, client: httpx.Client, *, base_url: str | None = None
 ) -> CourierApi:
     """The signed client of ``credential``'s API over ``client``; ``base_url`` None: the production host."""
-    make = _CLIENTS[adapter_for(credential.courier)]
-    return make(credential, client) if base_url is None else make(credential, client, base_url=base_url)
+    return _CLIENTS[adapter_for(credential.courier)](credential, client, base_url=base_url)
 
 
 def receiver_for(courier: str) -> TrackingReceiver:

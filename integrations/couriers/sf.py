@@ -37,14 +37,12 @@ Unconfirmed [U], kept in this module:
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote_plus
 
 import httpx
 
-from integrations import http
 from integrations.base import Address, ApiError, PayloadError
 from integrations.couriers import wire
 from integrations.couriers.base import (
@@ -56,6 +54,7 @@ from integrations.couriers.base import (
     Waybill,
     WaybillRequest,
 )
+from integrations.couriers.client import SignedClient
 from integrations.signing import format_gmt8, header
 
 COURIER = "SF"
@@ -108,24 +107,12 @@ def _contact(kind: int, address: Address) -> dict[str, Any]:
     }
 
 
-class SfApi:
+class SfApi(SignedClient):
     """SF's order API over an injected client: one order per waybill, ``orderId`` = our request id."""
 
     courier = COURIER
     verified = True
-
-    def __init__(
-        self,
-        credential: CourierCredential,
-        client: httpx.Client,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.credential = credential
-        self.client = client
-        self.base_url = base_url
-        self.clock = clock
+    default_base_url = DEFAULT_BASE_URL
 
     def build_request(self, service: str, request_id: str, msg: Mapping[str, Any]) -> httpx.Request:
         msg_data = wire.compact(msg)
@@ -143,9 +130,7 @@ class SfApi:
     def call(self, service: str, request_id: str, msg: Mapping[str, Any]) -> tuple[bool, str, str, Any]:
         """``(success, errorCode, errorMsg, msgData)`` of a call the gateway accepted; ApiError otherwise."""
         what = f"sf {service}"
-        answer = http.json_answer(
-            http.send(self.client, self.build_request(service, request_id, msg), what), what
-        )
+        answer = self.exchange(self.build_request(service, request_id, msg), what)
         code = str(answer.get("apiResultCode") or "")
         if code != GATEWAY_OK:
             text = answer.get("apiErrorMsg") or ""
@@ -174,15 +159,9 @@ class SfApi:
             query = {"orderId": request_id, "searchType": 1, "language": "zh-CN"}
             success, code, text, data = self.call(SEARCH_ORDER, f"{request_id}:search", query)
         if not success:
-            raise ApiError(
-                f"sf order {request_id}: {code} {text}".strip(),
-                retryable=wire.busy(text),
-                code=code or None,
-            )
+            raise wire.refused(f"sf order {request_id}", code, text)
         if not isinstance(data, dict):
-            raise ApiError(
-                f"sf order {request_id}: answer has no msgData", retryable=False, code="bad_response"
-            )
+            raise wire.bad_response(f"sf order {request_id}", "msgData")
         return data
 
     def _base(self, request_id: str) -> dict[str, Any]:
@@ -224,10 +203,7 @@ class SfApi:
             "sendStartTm": format_gmt8(request.window_start),
             "remark": request.site_ref,
         }
-        number = _main_waybill(self._order(request.request_id, msg), request.request_id)
-        return PickupBooking(
-            booking_ref=number, window_start=request.window_start, window_end=request.window_end
-        )
+        return wire.booked(request, _main_waybill(self._order(request.request_id, msg), request.request_id))
 
 
 def _main_waybill(data: Mapping[str, Any], request_id: str) -> str:
@@ -237,7 +213,7 @@ def _main_waybill(data: Mapping[str, Any], request_id: str) -> str:
         for item in main or [n for n in numbers if isinstance(n, dict)]:
             if item.get("waybillNo"):
                 return str(item["waybillNo"])
-    raise ApiError(f"sf order {request_id}: answer has no waybillNo", retryable=False, code="bad_response")
+    raise wire.bad_response(f"sf order {request_id}", "waybillNo")
 
 
 class SfRouteReceiver:

@@ -1,5 +1,7 @@
 """What the courier adapters share on the wire: compact JSON, MD5 digests, form bodies, verification of a
-push against several secrets, the "busy" test for error texts, and reading scan fields.
+push against several secrets, the "busy" test for error texts, the errors of a refusal and of an answer
+missing its field, a booking of the window asked for, and reading pushed forms and scans by the courier's
+field names.
 
 Each courier module keeps its own signing formula; only the primitives live here, so a change to one courier's
 scheme cannot reach another's.
@@ -11,12 +13,18 @@ import base64
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl
 
-from integrations.base import PayloadError, SignatureError
-from integrations.couriers.base import CourierCredential
+from integrations.base import ApiError, PayloadError, SignatureError
+from integrations.couriers.base import (
+    CourierCredential,
+    PickupBooking,
+    PickupRequest,
+    TrackingEvent,
+    TrackingStatus,
+)
 from integrations.signing import equal, parse_gmt8
 
 
@@ -104,6 +112,59 @@ def busy(text: str) -> bool:
     return any(word in lowered for word in _BUSY_WORDS)
 
 
+def refused(what: str, code: str, text: str, retryable_codes: Collection[str] = ()) -> ApiError:
+    """A courier's refusal (its error code and text) as an ApiError carrying the code: retryable when the code
+    is one of the courier's transient ones (``retryable_codes``) or the text says "try again later"."""
+    return ApiError(
+        f"{what}: {code} {text}".strip(), retryable=code in retryable_codes or busy(text), code=code or None
+    )
+
+
+def bad_response(what: str, missing: str) -> ApiError:
+    """An accepted answer without what it must carry: not retryable, the same request would get the same."""
+    return ApiError(f"{what}: answer has no {missing}", retryable=False, code="bad_response")
+
+
+def required(answer: Mapping[str, Any], *names: str, what: str) -> str:
+    """The first of ``names`` the answer gives a value for, as text; :func:`bad_response` naming the first
+    when it gives none."""
+    for name in names:
+        value = answer.get(name)
+        if value:
+            return str(value)
+    raise bad_response(what, names[0])
+
+
+def optional(answer: Mapping[str, Any], name: str) -> str | None:
+    """``name`` of the answer as text, None when it gives no value."""
+    value = answer.get(name)
+    return str(value) if value else None
+
+
+def booked(request: PickupRequest, booking_ref: str) -> PickupBooking:
+    """The booking of the window asked for, where the courier confirms no other."""
+    return PickupBooking(
+        booking_ref=booking_ref, window_start=request.window_start, window_end=request.window_end
+    )
+
+
+def push_form(body: bytes, what: str, error: type[Exception]) -> dict[str, str]:
+    """The fields of a pushed form (:func:`form_fields`); ``error`` naming ``what`` when it is not one."""
+    try:
+        return form_fields(body)
+    except ValueError as exc:
+        raise error(f"{what}: not a form body ({exc})") from None
+
+
+def signed_form(body: bytes, signed: str, what: str) -> tuple[dict[str, str], bytes]:
+    """A pushed form and the bytes of its field ``signed``, the one its signature covers; SignatureError when
+    the body is not a form or has no such field."""
+    fields = push_form(body, what, SignatureError)
+    if signed not in fields:
+        raise SignatureError(f"{what}: no {signed} field")
+    return fields, fields[signed].encode("utf-8")
+
+
 def json_body(body: bytes, what: str) -> Any:
     """A push body (or form field) as JSON; PayloadError naming what is wrong."""
     try:
@@ -136,6 +197,38 @@ def gmt8_time(item: Mapping[str, Any], name: str, where: str) -> dt.datetime:
 def derived_event_id(*parts: str) -> str:
     """A dedupe key for a scan the courier gives no id for: the same scan redelivered gives the same key."""
     return "|".join(parts)
+
+
+class ScanFields(NamedTuple):
+    """A courier's names for the fields of a pushed scan: what happened, when (Beijing time), the text."""
+
+    action: str
+    time: str
+    description: str
+
+
+def scan_event(
+    courier: str,
+    number: str,
+    scan: Mapping[str, Any],
+    where: str,
+    fields: ScanFields,
+    statuses: Mapping[str, TrackingStatus],
+    key: Sequence[str] = (),
+) -> TrackingEvent:
+    """One pushed scan of ``number`` read by the courier's ``fields``: the action's status by ``statuses``
+    (anything else a movement), the time, the text. The dedupe key is ``key``, the number, the action and the
+    time as sent; PayloadError naming a missing or bad field."""
+    action = text_field(scan, fields.action, where)
+    occurred = gmt8_time(scan, fields.time, where)
+    return TrackingEvent(
+        courier=courier,
+        event_id=derived_event_id(*key, number, action, str(scan[fields.time])),
+        tracking_number=number,
+        status=statuses.get(action, TrackingStatus.IN_TRANSIT),
+        occurred_at=occurred,
+        description=str(scan.get(fields.description) or ""),
+    )
 
 
 def objects(value: Any, where: str) -> Iterable[Mapping[str, Any]]:

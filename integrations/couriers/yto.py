@@ -23,14 +23,12 @@ Assumed [U] (one public variant, not confirmed):
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from integrations import http
-from integrations.base import Address, ApiError, PayloadError
+from integrations.base import Address, PayloadError
 from integrations.couriers import wire
 from integrations.couriers.base import (
     CourierCredential,
@@ -42,6 +40,7 @@ from integrations.couriers.base import (
     Waybill,
     WaybillRequest,
 )
+from integrations.couriers.client import SignedClient
 from integrations.signing import header
 
 COURIER = "YTO"
@@ -56,6 +55,7 @@ ACTIONS: Mapping[str, TrackingStatus] = {
     "FAILED": TrackingStatus.EXCEPTION,
     "TMS_RETURN": TrackingStatus.EXCEPTION,
 }
+SCAN = wire.ScanFields(action="infoContent", time="acceptTime", description="remark")
 
 
 def sign(param: bytes, method: str, version: str, secret: str) -> str:
@@ -78,24 +78,12 @@ def _party(role: str, address: Address) -> dict[str, str]:
     }
 
 
-class YtoApi:
+class YtoApi(SignedClient):
     """YTO's waybill API over an injected client (UNVERIFIED); ``logisticsNo`` = our request id."""
 
     courier = COURIER
     verified = False
-
-    def __init__(
-        self,
-        credential: CourierCredential,
-        client: httpx.Client,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.credential = credential
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
+    default_base_url = DEFAULT_BASE_URL
 
     def build_request(self, method: str, params: Mapping[str, Any]) -> httpx.Request:
         param = wire.compact(params)
@@ -106,12 +94,10 @@ class YtoApi:
             "format": "JSON",
         }
         user = self.credential.extra.get("user_id", "")
-        url = f"{self.base_url}/{method}/{VERSION}/{self.credential.app_key}/{user}"
+        url = self.url(f"/{method}/{VERSION}/{self.credential.app_key}/{user}")
+        content = wire.compact(body).encode("utf-8")
         return self.client.build_request(
-            "POST",
-            url,
-            content=wire.compact(body).encode("utf-8"),
-            headers={"Content-Type": "application/json"},
+            "POST", url, content=content, headers={"Content-Type": "application/json"}
         )
 
     def create_waybill(self, request: WaybillRequest) -> Waybill:
@@ -124,14 +110,11 @@ class YtoApi:
             "remark": request.parcel_ref,
         }
         what = f"yto {CREATE_METHOD}"
-        answer = http.json_answer(
-            http.send(self.client, self.build_request(CREATE_METHOD, params), what), what
-        )
+        answer = self.exchange(self.build_request(CREATE_METHOD, params), what)
         number = answer.get("mailNo")
         if answer.get("success") is False or not number:
-            code = str(answer.get("code") or "")
             text = str(answer.get("reason") or answer.get("message") or "no mailNo")
-            raise ApiError(f"{what}: {code} {text}".strip(), retryable=wire.busy(text), code=code or None)
+            raise wire.refused(what, str(answer.get("code") or ""), text)
         return Waybill(tracking_number=str(number))
 
     def book_pickup(self, request: PickupRequest) -> PickupBooking:
@@ -159,18 +142,7 @@ class YtoTraceReceiver:
             raise PayloadError("yto trace push: body is not a JSON object")
         where = "yto trace push"
         number = wire.text_field(scan, "mailNo", where)
-        action = wire.text_field(scan, "infoContent", where)
-        occurred = wire.gmt8_time(scan, "acceptTime", where)
-        return [
-            TrackingEvent(
-                courier=COURIER,
-                event_id=wire.derived_event_id(number, action, str(scan["acceptTime"])),
-                tracking_number=number,
-                status=ACTIONS.get(action, TrackingStatus.IN_TRANSIT),
-                occurred_at=occurred,
-                description=str(scan.get("remark") or ""),
-            )
-        ]
+        return [wire.scan_event(COURIER, number, scan, where, SCAN, ACTIONS)]
 
     def success(self) -> tuple[int, bytes, str]:
         return 200, b'{"success":true}', "application/json"

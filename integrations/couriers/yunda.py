@@ -26,13 +26,11 @@ codes (a failure is retried when its text says the system is busy); trace pushes
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import httpx
 
-from integrations import http
 from integrations.base import Address, ApiError, PayloadError
 from integrations.couriers import wire
 from integrations.couriers.base import (
@@ -44,6 +42,7 @@ from integrations.couriers.base import (
     Waybill,
     WaybillRequest,
 )
+from integrations.couriers.client import SignedClient
 from integrations.signing import format_gmt8, header
 
 COURIER = "YUNDA"
@@ -61,6 +60,7 @@ ACTIONS: Mapping[str, TrackingStatus] = {
     "RETURN": TrackingStatus.EXCEPTION,
     "REJECT": TrackingStatus.EXCEPTION,
 }
+STEP = wire.ScanFields(action="action", time="time", description="description")  # in a push's steps
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -79,24 +79,12 @@ def _person(address: Address) -> dict[str, str]:
     }
 
 
-class YundaApi:
+class YundaApi(SignedClient):
     """Yunda's order API over an injected client: ``order_serial_no`` / ``orderid`` = our request id."""
 
     courier = COURIER
     verified = True
-
-    def __init__(
-        self,
-        credential: CourierCredential,
-        client: httpx.Client,
-        *,
-        base_url: str = DEFAULT_BASE_URL,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.credential = credential
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
+    default_base_url = DEFAULT_BASE_URL
 
     def build_request(self, path: str, params: Mapping[str, Any]) -> httpx.Request:
         body = wire.compact({"appid": self.credential.app_key, **params}).encode("utf-8")
@@ -106,16 +94,15 @@ class YundaApi:
             "req-time": str(int(self.clock() * 1000)),
             "sign": sign(body, self.credential.secret),
         }
-        return self.client.build_request("POST", f"{self.base_url}{path}", content=body, headers=headers)
+        return self.client.build_request("POST", self.url(path), content=body, headers=headers)
 
     def call(self, path: str, params: Mapping[str, Any]) -> Any:
         """``data`` of a successful call; ApiError with Yunda's ``code`` otherwise."""
         what = f"yunda {path}"
-        answer = http.json_answer(http.send(self.client, self.build_request(path, params), what), what)
+        answer = self.exchange(self.build_request(path, params), what)
         code = str(answer.get("code") or "")
         if answer.get("result") not in (True, "true") or code != SUCCESS_CODE:
-            text = str(answer.get("message") or "")
-            raise ApiError(f"{what}: {code} {text}".strip(), retryable=wire.busy(text), code=code or None)
+            raise wire.refused(what, code, str(answer.get("message") or ""))
         return answer.get("data")
 
     def create_waybill(self, request: WaybillRequest) -> Waybill:
@@ -138,9 +125,7 @@ class YundaApi:
         data = self.call(WAYBILL_PATH, params)
         first = data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
         if first is None:
-            raise ApiError(
-                f"yunda order {request.request_id}: answer has no order", retryable=False, code="bad_response"
-            )
+            raise wire.bad_response(f"yunda order {request.request_id}", "order")
         number = first.get("mail_no") or first.get("mailno")
         if str(first.get("status", "1")) != "1" or not number:
             text = str(first.get("msg") or "no mail_no")
@@ -162,11 +147,7 @@ class YundaApi:
         }
         data = self.call(PICKUP_PATH, params)
         ref = data.get("orderid") if isinstance(data, dict) else None
-        return PickupBooking(
-            booking_ref=str(ref or request.request_id),
-            window_start=request.window_start,
-            window_end=request.window_end,
-        )
+        return wire.booked(request, str(ref or request.request_id))
 
 
 class YundaTraceReceiver:
@@ -191,22 +172,10 @@ class YundaTraceReceiver:
         if not isinstance(push, dict):
             raise PayloadError("yunda trace push: body is not a JSON object")
         number = wire.text_field(push, "mailno", "yunda trace push")
-        events: list[TrackingEvent] = []
-        for index, step in enumerate(wire.objects(push.get("steps"), "yunda trace push: steps")):
-            where = f"yunda trace push step {index}"
-            action = wire.text_field(step, "action", where)
-            occurred = wire.gmt8_time(step, "time", where)
-            events.append(
-                TrackingEvent(
-                    courier=COURIER,
-                    event_id=wire.derived_event_id(number, action, str(step["time"])),
-                    tracking_number=number,
-                    status=ACTIONS.get(action, TrackingStatus.IN_TRANSIT),
-                    occurred_at=occurred,
-                    description=str(step.get("description") or ""),
-                )
-            )
-        return events
+        return [
+            wire.scan_event(COURIER, number, step, f"yunda trace push step {index}", STEP, ACTIONS)
+            for index, step in enumerate(wire.objects(push.get("steps"), "yunda trace push: steps"))
+        ]
 
     def success(self) -> tuple[int, bytes, str]:
         return 200, b'{"result":true,"code":"0000","message":"success"}', "application/json"

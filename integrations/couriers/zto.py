@@ -35,8 +35,7 @@ from typing import Any
 
 import httpx
 
-from integrations import http
-from integrations.base import Address, ApiError, PayloadError, SignatureError
+from integrations.base import Address, PayloadError
 from integrations.couriers import wire
 from integrations.couriers.base import (
     CourierCredential,
@@ -47,6 +46,7 @@ from integrations.couriers.base import (
     Waybill,
     WaybillRequest,
 )
+from integrations.couriers.client import SignedClient
 from integrations.signing import format_gmt8
 
 COURIER = "ZTO"
@@ -67,6 +67,7 @@ ACTIONS: Mapping[str, TrackingStatus] = {
     "RETURNED": TrackingStatus.EXCEPTION,
     "RETURN_SCAN": TrackingStatus.EXCEPTION,
 }
+SCAN = wire.ScanFields(action="action", time="actionTime", description="desc")  # in a push's data
 
 
 def digest(body: bytes, secret: str, timestamp: str | None = None) -> str:
@@ -86,25 +87,23 @@ def _person(role: str, address: Address) -> dict[str, str]:
     }
 
 
-class ZtoApi:
+class ZtoApi(SignedClient):
     """ZTO's ``zto.open.createOrder`` over an injected client; ``partnerOrderCode`` = our request id."""
 
     courier = COURIER
     verified = True
+    default_base_url = DEFAULT_BASE_URL
 
     def __init__(
         self,
         credential: CourierCredential,
         client: httpx.Client,
         *,
-        base_url: str = DEFAULT_BASE_URL,
+        base_url: str | None = None,
         clock: Callable[[], float] = time.time,
         sign_timestamp: bool = False,
     ) -> None:
-        self.credential = credential
-        self.client = client
-        self.base_url = base_url.rstrip("/")
-        self.clock = clock
+        super().__init__(credential, client, base_url=base_url, clock=clock)
         self.sign_timestamp = sign_timestamp  # the optional x-timestamp prefix; ZTO's SDK leaves it off
 
     def build_request(self, method: str, params: Mapping[str, Any]) -> httpx.Request:
@@ -114,23 +113,18 @@ class ZtoApi:
         if timestamp:
             headers["x-timestamp"] = timestamp
         headers["x-dataDigest"] = digest(body, self.credential.secret, timestamp)
-        return self.client.build_request("POST", f"{self.base_url}/{method}", content=body, headers=headers)
+        return self.client.build_request("POST", self.url(f"/{method}"), content=body, headers=headers)
 
     def call(self, method: str, params: Mapping[str, Any]) -> Mapping[str, Any]:
         """``result`` of a successful call; ApiError with ZTO's ``statusCode`` otherwise."""
         what = f"zto {method}"
-        answer = http.json_answer(http.send(self.client, self.build_request(method, params), what), what)
+        answer = self.exchange(self.build_request(method, params), what)
         if answer.get("status") is not True:
             code = str(answer.get("statusCode") or "")
-            text = str(answer.get("message") or "")
-            raise ApiError(
-                f"{what}: {code} {text}".strip(),
-                retryable=code in RETRYABLE_CODES or wire.busy(text),
-                code=code or None,
-            )
+            raise wire.refused(what, code, str(answer.get("message") or ""), RETRYABLE_CODES)
         result = answer.get("result")
         if not isinstance(result, dict):
-            raise ApiError(f"{what}: answer has no result", retryable=False, code="bad_response")
+            raise wire.bad_response(what, "result")
         return result
 
     def _order(self, request_id: str, order_type: str) -> dict[str, Any]:
@@ -160,15 +154,10 @@ class ZtoApi:
             "remark": request.parcel_ref,
         }
         result = self.call(CREATE_ORDER, params)
-        number = result.get("billCode")
-        if not number:
-            raise ApiError(
-                f"zto order {request.request_id}: answer has no billCode",
-                retryable=False,
-                code="bad_response",
-            )
-        order_code = result.get("orderCode")
-        return Waybill(tracking_number=str(number), courier_order_ref=str(order_code) if order_code else None)
+        return Waybill(
+            tracking_number=wire.required(result, "billCode", what=f"zto order {request.request_id}"),
+            courier_order_ref=wire.optional(result, "orderCode"),
+        )
 
     def book_pickup(self, request: PickupRequest) -> PickupBooking:
         params = {
@@ -185,15 +174,8 @@ class ZtoApi:
             "remark": request.site_ref,
         }
         result = self.call(CREATE_ORDER, params)
-        order_code = result.get("orderCode")
-        if not order_code:
-            raise ApiError(
-                f"zto pickup {request.request_id}: answer has no orderCode",
-                retryable=False,
-                code="bad_response",
-            )
-        return PickupBooking(
-            booking_ref=str(order_code), window_start=request.window_start, window_end=request.window_end
+        return wire.booked(
+            request, wire.required(result, "orderCode", what=f"zto pickup {request.request_id}")
         )
 
 
@@ -202,19 +184,10 @@ class ZtoTraceReceiver:
 
     courier = COURIER
 
-    def _fields(self, body: bytes) -> dict[str, str]:
-        try:
-            return wire.form_fields(body)
-        except ValueError as exc:
-            raise SignatureError(f"zto trace push: not a form body ({exc})") from None
-
     def verify(
         self, headers: Mapping[str, str], body: bytes, credentials: Sequence[CourierCredential]
     ) -> CourierCredential:
-        fields = self._fields(body)
-        if "data" not in fields:
-            raise SignatureError("zto trace push: no data field")
-        data = fields["data"].encode("utf-8")
+        fields, data = wire.signed_form(body, "data", "zto trace push")
         return wire.verify_any(
             credentials,
             fields.get("data_digest", "").strip(),
@@ -224,27 +197,13 @@ class ZtoTraceReceiver:
         )
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> list[TrackingEvent]:
-        try:
-            fields = wire.form_fields(body)
-        except ValueError as exc:
-            raise PayloadError(f"zto trace push: not a form body ({exc})") from None
+        fields = wire.push_form(body, "zto trace push", PayloadError)
         scan = wire.json_body(fields.get("data", "").encode("utf-8"), "zto trace push data")
         if not isinstance(scan, dict):
             raise PayloadError("zto trace push: data is not a JSON object")
         where = "zto trace push"
         number = wire.text_field(scan, "billCode", where)
-        action = wire.text_field(scan, "action", where)
-        occurred = wire.gmt8_time(scan, "actionTime", where)
-        return [
-            TrackingEvent(
-                courier=COURIER,
-                event_id=wire.derived_event_id(number, action, str(scan["actionTime"])),
-                tracking_number=number,
-                status=ACTIONS.get(action, TrackingStatus.IN_TRANSIT),
-                occurred_at=occurred,
-                description=str(scan.get("desc") or ""),
-            )
-        ]
+        return [wire.scan_event(COURIER, number, scan, where, SCAN, ACTIONS)]
 
     def success(self) -> tuple[int, bytes, str]:
         return 200, b'{"status":true,"message":"success"}', "application/json"
