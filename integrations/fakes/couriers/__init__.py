@@ -26,6 +26,7 @@ from integrations.fakes.couriers.base import (
     FakePickup,
     FakeWaybill,
     Push,
+    Scan,
 )
 from integrations.fakes.couriers.cainiao import CainiaoFake
 from integrations.fakes.couriers.jdl import JdlFake
@@ -88,6 +89,7 @@ __all__ = [
     "FakeWaybill",
     "JdlFake",
     "Push",
+    "Scan",
     "SfFake",
     "YtoFake",
     "YundaFake",

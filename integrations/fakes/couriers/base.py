@@ -6,26 +6,33 @@ checks two implementations of the published formula against each other) and refu
 courier's own error shape. Tracking numbers are derived from the seed and the courier's order key, so the same
 request id always gets the same number, in any order and across fakes built alike. ``fake.push(number,
 status)`` makes a signed tracking push ``(headers, body)`` as the courier would send it (the push formats are
-the adapters' [U] assumptions).
+the adapters' [U] assumptions): the base reads the scan, a fake's ``signed_push`` puts it in its courier's
+format and signs it.
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
+import hmac
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
 from integrations.couriers.base import CourierCredential, TrackingStatus
 
 DEFAULT_START = dt.datetime(2024, 6, 18, 12, 0, 0)  # naive UTC: 20:00 in Changshu
+EPOCH = dt.datetime(1970, 1, 1)
 GMT8 = dt.timedelta(hours=8)
 GMT8_FORMAT = "%Y-%m-%d %H:%M:%S"
+FORM_TYPE = "application/x-www-form-urlencoded; charset=UTF-8"
 
 Push = tuple[dict[str, str], bytes]
 
@@ -62,6 +69,18 @@ class FakePickup:
     order: dict[str, Any] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class Scan:
+    """One scan to push, as the base read it for a fake's ``signed_push``."""
+
+    tracking_number: str
+    status: TrackingStatus
+    at: dt.datetime  # naive UTC
+    description: str  # "" for the fake's own text
+    carrier: str  # our code of the courier whose number it is, "" where the fake cannot tell
+    order_key: str  # our request id of the order the fake issued the number for, "" for a number it did not
+
+
 def gmt8_text(utc: dt.datetime) -> str:
     return (utc + GMT8).strftime(GMT8_FORMAT)
 
@@ -72,7 +91,35 @@ def parse_gmt8_text(text: str) -> dt.datetime:
 
 
 def from_ms(millis: int) -> dt.datetime:
-    return dt.datetime(1970, 1, 1) + dt.timedelta(milliseconds=millis)
+    return EPOCH + dt.timedelta(milliseconds=millis)
+
+
+def ms_text(utc: dt.datetime) -> str:
+    """Naive UTC as Unix milliseconds, in text."""
+    return str(int((utc - EPOCH).total_seconds() * 1000))
+
+
+def md5_base64(data: bytes) -> str:
+    """base64 of the raw 16-byte MD5."""
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def compact(value: Any) -> str:
+    """JSON without spaces, Chinese as it is."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def form_of(request: httpx.Request) -> dict[str, str] | None:
+    """The fields of a form body, None when the body is not one."""
+    try:
+        return dict(parse_qsl(request.content.decode("ascii"), keep_blank_values=True, strict_parsing=True))
+    except ValueError:
+        return None
+
+
+def form_push(form: dict[str, str]) -> Push:
+    """A push posted as a form."""
+    return {"Content-Type": FORM_TYPE}, urlencode(form).encode("ascii")
 
 
 class FakeCourier(ABC):
@@ -139,7 +186,15 @@ class FakeCourier(ABC):
     def busy(self, request: httpx.Request) -> httpx.Response:
         """The courier's "system busy, try again" answer."""
 
-    @abstractmethod
+    def signature_ok(self, given: str, expected: str) -> bool:
+        """Whether a request's signature is the one expected (constant time); a refusal is counted."""
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            return True
+        self.refused_signatures += 1
+        return False
+
+    # --- pushes -------------------------------------------------------------------------------------------
+
     def push(
         self,
         tracking_number: str,
@@ -148,8 +203,27 @@ class FakeCourier(ABC):
         at: dt.datetime | None = None,
         description: str = "",
         secret: str | None = None,
+        carrier: str | None = None,
     ) -> Push:
-        """A signed tracking push of one scan (``secret``: sign with another secret, to test refusals)."""
+        """A signed tracking push of one scan (``secret``: sign with another secret, to test refusals).
+
+        ``carrier``: our code of the courier whose number it is, for a number the fake did not issue; only
+        Cainiao's fake, which issues several couriers' numbers, reads it (the others' numbers are their own).
+        """
+        waybill = self.waybill_of(tracking_number)
+        scan = Scan(
+            tracking_number,
+            status,
+            self.at(at),
+            description,
+            carrier or (waybill.carrier if waybill else ""),
+            waybill.key if waybill else "",
+        )
+        return self.signed_push(scan, self.credential.secret if secret is None else secret)
+
+    @abstractmethod
+    def signed_push(self, scan: Scan, secret: str) -> Push:
+        """``scan`` as the courier pushes it, signed with ``secret``."""
 
     # --- numbers and state --------------------------------------------------------------------------------
 

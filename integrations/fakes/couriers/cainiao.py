@@ -11,18 +11,24 @@ deterministic stand-in for Cainiao's encrypted print data. Trace pushes are the 
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import httpx
 
 from integrations.couriers.base import TrackingStatus
-from integrations.fakes.couriers.base import FakeCourier, Push, gmt8_text
+from integrations.fakes.couriers.base import (
+    FakeCourier,
+    Push,
+    Scan,
+    compact,
+    form_of,
+    form_push,
+    gmt8_text,
+    md5_base64,
+)
 
 # Our courier codes by cpCode, and each one's shape of a number (prefix, digits).
 CARRIERS: Mapping[str, tuple[str, str, int]] = {
@@ -44,7 +50,7 @@ ACTIONS: Mapping[TrackingStatus, str] = {
 
 
 def _digest(content: bytes, secret: str) -> str:
-    return base64.b64encode(hashlib.md5(content + secret.encode()).digest()).decode()
+    return md5_base64(content + secret.encode())
 
 
 def _refusal(code: str, message: str) -> httpx.Response:
@@ -60,18 +66,14 @@ class CainiaoFake(FakeCourier):
         return prefix + digits[:count]
 
     def answer(self, request: httpx.Request, *, refuse: bool) -> httpx.Response:
-        try:
-            form = dict(
-                parse_qsl(request.content.decode("ascii"), keep_blank_values=True, strict_parsing=True)
-            )
-        except ValueError:
+        form = form_of(request)
+        if form is None:
             return _refusal("S01", "非法的请求格式")
         if form.get("logistic_provider_id") != self.credential.app_key:
             return _refusal("S03", "非法的物流公司/仓储公司")
         content = form.get("logistics_interface", "")
         expected = _digest(content.encode(), self.credential.secret)
-        if not hmac.compare_digest(form.get("data_digest", "").encode(), expected.encode()):
-            self.refused_signatures += 1
+        if not self.signature_ok(form.get("data_digest", ""), expected):
             return _refusal("S02", "非法的数字签名")
         if form.get("msg_type") != "TMS_WAYBILL_GET":
             return _refusal("S04", "非法的通知类型")
@@ -126,36 +128,24 @@ class CainiaoFake(FakeCourier):
     def busy(self, request: httpx.Request) -> httpx.Response:
         return _refusal("S07", "系统异常，请重试")
 
-    def push(
-        self,
-        tracking_number: str,
-        status: TrackingStatus,
-        *,
-        at: dt.datetime | None = None,
-        description: str = "",
-        secret: str | None = None,
-        carrier: str | None = None,
-    ) -> Push:
-        """A signed trace push; ``carrier`` (our code) for a number this fake did not issue."""
-        waybill = self.waybill_of(tracking_number)
-        courier = carrier or (waybill.carrier if waybill else "")
-        if courier not in CP_CODES:
-            raise ValueError(f"cainiao fake: no carrier known for {tracking_number!r}; pass carrier=")
-        scan = {
-            "cpCode": CP_CODES[courier],
-            "mailNo": tracking_number,
-            "action": ACTIONS[status],
-            "time": gmt8_text(self.at(at)),
-            "desc": description or ACTIONS[status],
-        }
-        content = json.dumps(scan, ensure_ascii=False, separators=(",", ":"))
+    def signed_push(self, scan: Scan, secret: str) -> Push:
+        """A trace push of the carrier of the waybill, or of the one ``push`` names for a number this fake
+        did not issue."""
+        if scan.carrier not in CP_CODES:
+            raise ValueError(f"cainiao fake: no carrier known for {scan.tracking_number!r}; pass carrier=")
+        content = compact(
+            {
+                "cpCode": CP_CODES[scan.carrier],
+                "mailNo": scan.tracking_number,
+                "action": ACTIONS[scan.status],
+                "time": gmt8_text(scan.at),
+                "desc": scan.description or ACTIONS[scan.status],
+            }
+        )
         form = {
             "msg_type": "LOGISTICS_TRACE_PUSH",
             "logistic_provider_id": self.credential.app_key,
-            "data_digest": _digest(
-                content.encode(), secret if secret is not None else self.credential.secret
-            ),
+            "data_digest": _digest(content.encode(), secret),
             "logistics_interface": content,
         }
-        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
-        return headers, urlencode(form).encode("ascii")
+        return form_push(form)

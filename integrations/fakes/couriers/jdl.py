@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -23,7 +22,16 @@ from typing import Any
 import httpx
 
 from integrations.couriers.base import TrackingStatus
-from integrations.fakes.couriers.base import GMT8, FakeCourier, Push, from_ms, gmt8_text, parse_gmt8_text
+from integrations.fakes.couriers.base import (
+    GMT8,
+    FakeCourier,
+    Push,
+    Scan,
+    compact,
+    from_ms,
+    gmt8_text,
+    parse_gmt8_text,
+)
 
 PRECHECK = "/ecap/v1/orders/precheck"
 CREATE = "/ecap/v1/orders/create"
@@ -71,8 +79,7 @@ class JdlFake(FakeCourier):
         expected = _sign(
             self.credential.secret, query["access_token"], query["app_key"], path, request.content, timestamp
         )
-        if not hmac.compare_digest(query.get("sign", "").encode(), expected.encode()):
-            self.refused_signatures += 1
+        if not self.signature_ok(query.get("sign", ""), expected):
             return _answer(1004, "签名验证失败")
         try:
             now = parse_gmt8_text(timestamp)
@@ -128,34 +135,23 @@ class JdlFake(FakeCourier):
     def busy(self, request: httpx.Request) -> httpx.Response:
         return _answer(-1, "系统繁忙，请稍后重试")
 
-    def push(
-        self,
-        tracking_number: str,
-        status: TrackingStatus,
-        *,
-        at: dt.datetime | None = None,
-        description: str = "",
-        secret: str | None = None,
-    ) -> Push:
-        when = self.at(at)
-        category, state, name = CATEGORIES[status]
-        waybill = self.waybill_of(tracking_number)
-        scan = {
-            "waybillCode": tracking_number,
-            "orderId": waybill.key if waybill else "",
-            "operationTime": gmt8_text(when),
-            "category": category,
-            "categoryName": name,
-            "state": state,
-            "operationTitle": name,
-            "operationRemark": description or f"您的快件{name}",
-        }
-        body = json.dumps(scan, ensure_ascii=False, separators=(",", ":")).encode()
+    def signed_push(self, scan: Scan, secret: str) -> Push:
+        category, state, name = CATEGORIES[scan.status]
+        body = compact(
+            {
+                "waybillCode": scan.tracking_number,
+                "orderId": scan.order_key,
+                "operationTime": gmt8_text(scan.at),
+                "category": category,
+                "categoryName": name,
+                "state": state,
+                "operationTitle": name,
+                "operationRemark": scan.description or f"您的快件{name}",
+            }
+        ).encode()
         timestamp = gmt8_text(self.now)
         key = self.credential.app_key
-        signed = _sign(
-            secret if secret is not None else self.credential.secret, "", key, PUSH_METHOD, body, timestamp
-        )
+        signed = _sign(secret, "", key, PUSH_METHOD, body, timestamp)
         return {
             "Content-Type": "application/json",
             "app_key": key,

@@ -12,19 +12,23 @@ illustrative. Route pushes are the adapter's assumption: JSON ``{"Body": {"Waybi
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl
 
 import httpx
 
 from integrations.couriers.base import TrackingStatus
-from integrations.fakes.couriers.base import FakeCourier, Push, gmt8_text, parse_gmt8_text
+from integrations.fakes.couriers.base import (
+    FakeCourier,
+    Push,
+    Scan,
+    form_of,
+    gmt8_text,
+    md5_base64,
+    ms_text,
+    parse_gmt8_text,
+)
 
 OP_CODES: Mapping[TrackingStatus, str] = {
     TrackingStatus.PICKED_UP: "50",
@@ -43,7 +47,7 @@ def _java_urlencode(data: bytes) -> bytes:
 
 
 def _digest(data: bytes, secret: str) -> str:
-    return base64.b64encode(hashlib.md5(_java_urlencode(data + secret.encode())).digest()).decode()
+    return md5_base64(_java_urlencode(data + secret.encode()))
 
 
 class SfFake(FakeCourier):
@@ -70,21 +74,13 @@ class SfFake(FakeCourier):
         return self._envelope("A1000", "", data)
 
     def answer(self, request: httpx.Request, *, refuse: bool) -> httpx.Response:
-        try:
-            form = dict(
-                parse_qsl(request.content.decode("ascii"), keep_blank_values=True, strict_parsing=True)
-            )
-        except ValueError:
-            return self._envelope("A1001", "必传参数不可为空")
-        if any(not form.get(name) for name in _FIELDS):
+        form = form_of(request)
+        if form is None or any(not form.get(name) for name in _FIELDS):
             return self._envelope("A1001", "必传参数不可为空")
         if form["partnerID"] != self.credential.app_key:
             return self._envelope("A1004", "无对应服务权限")
         signed = (form["msgData"] + form["timestamp"]).encode()
-        if not hmac.compare_digest(
-            form["msgDigest"].encode(), _digest(signed, self.credential.secret).encode()
-        ):
-            self.refused_signatures += 1
+        if not self.signature_ok(form["msgDigest"], _digest(signed, self.credential.secret)):
             return self._envelope("A1006", "数字签名无效")
         try:
             msg = json.loads(form["msgData"])
@@ -133,34 +129,23 @@ class SfFake(FakeCourier):
     def busy(self, request: httpx.Request) -> httpx.Response:
         return self._envelope("A1099", "系统异常")
 
-    def push(
-        self,
-        tracking_number: str,
-        status: TrackingStatus,
-        *,
-        at: dt.datetime | None = None,
-        description: str = "",
-        secret: str | None = None,
-    ) -> Push:
-        when = self.at(at)
-        waybill = self.waybill_of(tracking_number)
+    def signed_push(self, scan: Scan, secret: str) -> Push:
+        number, when = scan.tracking_number, scan.at
         route = {
-            "id": self.digits(f"route:{tracking_number}:{status.value}:{when.isoformat()}", 16),
-            "mailno": tracking_number,
-            "orderid": waybill.key if waybill else "",
+            "id": self.digits(f"route:{number}:{scan.status.value}:{when.isoformat()}", 16),
+            "mailno": number,
+            "orderid": scan.order_key,
             "acceptTime": gmt8_text(when),
             "acceptAddress": "苏州市",
-            "remark": description or f"opCode {OP_CODES[status]}",
-            "opCode": OP_CODES[status],
+            "remark": scan.description or f"opCode {OP_CODES[scan.status]}",
+            "opCode": OP_CODES[scan.status],
         }
         body = json.dumps({"Body": {"WaybillRoute": [route]}}, ensure_ascii=False).encode()
-        timestamp = str(int((when - dt.datetime(1970, 1, 1)).total_seconds() * 1000))
+        timestamp = ms_text(when)
         headers = {
             "Content-Type": "application/json",
             "partnerID": self.credential.app_key,
             "timestamp": timestamp,
-            "msgDigest": _digest(
-                body + timestamp.encode(), secret if secret is not None else self.credential.secret
-            ),
+            "msgDigest": _digest(body + timestamp.encode(), secret),
         }
         return headers, body

@@ -5,10 +5,6 @@ base64(MD5_raw(param + method + v + secret))``. It checks a client against the s
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -16,7 +12,7 @@ from typing import Any
 import httpx
 
 from integrations.couriers.base import TrackingStatus
-from integrations.fakes.couriers.base import FakeCourier, Push, gmt8_text
+from integrations.fakes.couriers.base import FakeCourier, Push, Scan, compact, gmt8_text, md5_base64
 
 CREATE_METHOD = "privacy_create_adapter"
 PUSH_METHOD = "trace_push"
@@ -29,7 +25,7 @@ ACTIONS: Mapping[TrackingStatus, str] = {
 
 
 def _sign(param: bytes, method: str, secret: str) -> str:
-    return base64.b64encode(hashlib.md5(param + method.encode() + b"v1" + secret.encode()).digest()).decode()
+    return md5_base64(param + method.encode() + b"v1" + secret.encode())
 
 
 def _refusal(code: str, reason: str) -> httpx.Response:
@@ -57,8 +53,7 @@ class YtoFake(FakeCourier):
         if not isinstance(param, str):
             return _refusal("S01", "param不能为空")
         expected = _sign(param.encode(), method, self.credential.secret)
-        if not hmac.compare_digest(str(envelope.get("sign", "")).encode(), expected.encode()):
-            self.refused_signatures += 1
+        if not self.signature_ok(str(envelope.get("sign", "")), expected):
             return _refusal("S02", "签名错误")
         if method != CREATE_METHOD:
             return _refusal("S03", "接口不存在")
@@ -76,21 +71,14 @@ class YtoFake(FakeCourier):
     def busy(self, request: httpx.Request) -> httpx.Response:
         return _refusal("9999", "系统繁忙")
 
-    def push(
-        self,
-        tracking_number: str,
-        status: TrackingStatus,
-        *,
-        at: dt.datetime | None = None,
-        description: str = "",
-        secret: str | None = None,
-    ) -> Push:
-        scan = {
-            "mailNo": tracking_number,
-            "infoContent": ACTIONS[status],
-            "acceptTime": gmt8_text(self.at(at)),
-            "remark": description or ACTIONS[status],
-        }
-        body = json.dumps(scan, ensure_ascii=False, separators=(",", ":")).encode()
-        signed = _sign(body, PUSH_METHOD, secret if secret is not None else self.credential.secret)
-        return {"Content-Type": "application/json", "sign": signed}, body
+    def signed_push(self, scan: Scan, secret: str) -> Push:
+        action = ACTIONS[scan.status]
+        body = compact(
+            {
+                "mailNo": scan.tracking_number,
+                "infoContent": action,
+                "acceptTime": gmt8_text(scan.at),
+                "remark": scan.description or action,
+            }
+        ).encode()
+        return {"Content-Type": "application/json", "sign": _sign(body, PUSH_METHOD, secret)}, body

@@ -10,9 +10,7 @@ assumption: JSON ``{mailno, steps[...]}`` signed like an API call.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import httpx
 
 from integrations.couriers.base import TrackingStatus
-from integrations.fakes.couriers.base import FakeCourier, Push, gmt8_text, parse_gmt8_text
+from integrations.fakes.couriers.base import FakeCourier, Push, Scan, gmt8_text, ms_text, parse_gmt8_text
 
 WAYBILL_PATH = "/openapi-api/v1/accountOrder/createBmOrder"
 PICKUP_PATH = "/openapi-api/v1/order/pushOrder"
@@ -51,8 +49,7 @@ class YundaFake(FakeCourier):
         if request.headers.get("app-key") != self.credential.app_key or not request.headers.get("req-time"):
             return _answer(False, "1001", "app-key或req-time缺失")
         expected = _sign(request.content, self.credential.secret)
-        if not hmac.compare_digest(request.headers.get("sign", "").encode(), expected.encode()):
-            self.refused_signatures += 1
+        if not self.signature_ok(request.headers.get("sign", ""), expected):
             return _answer(False, "1002", "签名验证失败")
         try:
             params = json.loads(request.content)
@@ -106,26 +103,18 @@ class YundaFake(FakeCourier):
     def busy(self, request: httpx.Request) -> httpx.Response:
         return _answer(False, "9999", "系统繁忙，请稍后再试")
 
-    def push(
-        self,
-        tracking_number: str,
-        status: TrackingStatus,
-        *,
-        at: dt.datetime | None = None,
-        description: str = "",
-        secret: str | None = None,
-    ) -> Push:
+    def signed_push(self, scan: Scan, secret: str) -> Push:
         step = {
-            "time": gmt8_text(self.at(at)),
-            "action": ACTIONS[status],
+            "time": gmt8_text(scan.at),
+            "action": ACTIONS[scan.status],
             "station_name": "江苏常熟公司",
-            "description": description or ACTIONS[status],
+            "description": scan.description or ACTIONS[scan.status],
         }
-        body = json.dumps({"mailno": tracking_number, "steps": [step]}, ensure_ascii=False).encode()
+        body = json.dumps({"mailno": scan.tracking_number, "steps": [step]}, ensure_ascii=False).encode()
         headers = {
             "Content-Type": "application/json",
             "app-key": self.credential.app_key,
-            "req-time": str(int((self.now - dt.datetime(1970, 1, 1)).total_seconds() * 1000)),
-            "sign": _sign(body, secret if secret is not None else self.credential.secret),
+            "req-time": ms_text(self.now),
+            "sign": _sign(body, secret),
         }
         return headers, body

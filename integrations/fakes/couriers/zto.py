@@ -9,19 +9,23 @@ the adapter's assumption: a form of ``data``, ``data_digest``, ``company_id``, `
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
-import hashlib
-import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 
 from integrations.couriers.base import TrackingStatus
-from integrations.fakes.couriers.base import FakeCourier, Push, gmt8_text, parse_gmt8_text
+from integrations.fakes.couriers.base import (
+    FakeCourier,
+    Push,
+    Scan,
+    compact,
+    form_push,
+    gmt8_text,
+    md5_base64,
+    parse_gmt8_text,
+)
 
 ACTIONS: Mapping[TrackingStatus, str] = {
     TrackingStatus.PICKED_UP: "GOT",
@@ -34,7 +38,7 @@ _RECEIVER_FIELDS = ("receiverName", "receiverMobile", "receiverProvince", "recei
 
 
 def _digest(data: bytes, secret: str) -> str:
-    return base64.b64encode(hashlib.md5(data + secret.encode()).digest()).decode()
+    return md5_base64(data + secret.encode())
 
 
 def _answer(status: bool, code: str, message: str, result: Any = None) -> httpx.Response:
@@ -56,8 +60,7 @@ class ZtoFake(FakeCourier):
         body = request.content
         timestamp = request.headers.get("x-timestamp", "").encode()
         expected = _digest(timestamp + body, self.credential.secret)
-        if not hmac.compare_digest(request.headers.get("x-dataDigest", "").encode(), expected.encode()):
-            self.refused_signatures += 1
+        if not self.signature_ok(request.headers.get("x-dataDigest", ""), expected):
             return _answer(False, "S211", "签名错误")
         if method != "zto.open.createOrder":
             return _answer(False, "S207", "API不存在")
@@ -106,28 +109,21 @@ class ZtoFake(FakeCourier):
     def busy(self, request: httpx.Request) -> httpx.Response:
         return _answer(False, "S203", "服务暂不可用")
 
-    def push(
-        self,
-        tracking_number: str,
-        status: TrackingStatus,
-        *,
-        at: dt.datetime | None = None,
-        description: str = "",
-        secret: str | None = None,
-    ) -> Push:
-        scan = {
-            "billCode": tracking_number,
-            "action": ACTIONS[status],
-            "actionTime": gmt8_text(self.at(at)),
-            "facilityName": "常熟虞山",
-            "desc": description or f"【苏州市】{ACTIONS[status]}",
-        }
-        data = json.dumps(scan, ensure_ascii=False, separators=(",", ":"))
+    def signed_push(self, scan: Scan, secret: str) -> Push:
+        action = ACTIONS[scan.status]
+        data = compact(
+            {
+                "billCode": scan.tracking_number,
+                "action": action,
+                "actionTime": gmt8_text(scan.at),
+                "facilityName": "常熟虞山",
+                "desc": scan.description or f"【苏州市】{action}",
+            }
+        )
         form = {
             "data": data,
-            "data_digest": _digest(data.encode(), secret if secret is not None else self.credential.secret),
+            "data_digest": _digest(data.encode(), secret),
             "company_id": self.credential.app_key,
             "msg_type": "Traces",
         }
-        headers = {"Content-Type": "application/x-www-form-urlencoded; charset=UTF-8"}
-        return headers, urlencode(form).encode("ascii")
+        return form_push(form)
