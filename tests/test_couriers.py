@@ -16,12 +16,14 @@ import pytest
 from integrations.base import ApiError, PayloadError, SignatureError
 from integrations.couriers import cainiao, jdl, registry, sf, yto, yunda, zto
 from integrations.couriers.base import PickupNotOffered, TrackingStatus
+from integrations.couriers.client import SignedClient
 from integrations.fakes.couriers import CainiaoFake, CourierFailure, CourierFakes, FakeCourier, Push
 from tests.couriers_support import (
     ADAPTERS,
     CREDENTIALS,
     PICKUP_ADAPTERS,
     SIGNATURE_CODES,
+    T0,
     api,
     credential,
     make,
@@ -268,6 +270,27 @@ def test_api_for_builds_each_adapter_at_its_production_host_or_another() -> None
         CREDENTIALS["SF"], client, base_url="https://sfapi-sbox.sf-express.com/std/service"
     )
     assert isinstance(sandbox, sf.SfApi) and sandbox.base_url.startswith("https://sfapi-sbox")
+
+
+def test_every_client_takes_one_constructor_and_defaults_to_its_own_production_host() -> None:
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    hosts: dict[type[SignedClient], str] = {
+        zto.ZtoApi: "https://japi.zto.com",
+        sf.SfApi: "https://bspgw.sf-express.com/std/service",
+        jdl.JdlApi: "https://api.jdl.com",
+        yunda.YundaApi: "https://openapi.yundaex.com",
+        yto.YtoApi: "https://openapi.yto.net.cn:11443/open",
+        cainiao.CainiaoApi: "https://link.cainiao.com/gateway/link.do",
+    }
+    for kind, host in hosts.items():
+        credential = CREDENTIALS[kind.courier]
+        assert kind(credential, client, clock=lambda: T0).base_url == host
+        other = kind(credential, client, base_url="https://sandbox.example/api", clock=lambda: T0)
+        assert (other.base_url, other.credential, other.client) == (
+            "https://sandbox.example/api",
+            credential,
+            client,
+        )
 
 
 def test_one_transport_serves_every_fake_by_host() -> None:
