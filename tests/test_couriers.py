@@ -283,12 +283,12 @@ def test_every_client_takes_one_constructor_and_defaults_to_its_own_production_h
         cainiao.CainiaoApi: "https://link.cainiao.com/gateway/link.do",
     }
     for kind, host in hosts.items():
-        credential = CREDENTIALS[kind.courier]
-        assert kind(credential, client, clock=lambda: T0).base_url == host
-        other = kind(credential, client, base_url="https://sandbox.example/api", clock=lambda: T0)
+        account = CREDENTIALS[kind.courier]
+        assert kind(account, client, clock=lambda: T0).base_url == host
+        other = kind(account, client, base_url="https://sandbox.example/api", clock=lambda: T0)
         assert (other.base_url, other.credential, other.client) == (
             "https://sandbox.example/api",
-            credential,
+            account,
             client,
         )
 
