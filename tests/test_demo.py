@@ -283,5 +283,6 @@ def test_the_live_stream_reaches_the_plan_through_the_webhooks_and_the_pulls(cle
         )
     assert {str(getattr(p, "value", p)): n for p, n in by_platform.items()} == {**pushed, **stream.PULLED}
     assert abroad == [("US", "32", stream.PUSHED["shopify"][0] + stream.PUSHED["woocommerce"][0])]
-    assert states == {OrderState.PACKED}  # planned, made or picked, and packed with the rest of the day
+    # planned, made or picked, packed and collected by its courier with the rest of the day
+    assert states == {OrderState.SHIPPED}
     assert report.orders == PARAMS.orders + streamed
