@@ -228,3 +228,41 @@ def test_same_seed_same_plan() -> None:
     for f in ("alloc_cell", "alloc_site", "alloc_day", "alloc_quantity", "lot_workshop", "lot_quantity"):
         assert np.array_equal(getattr(a, f), getattr(b, f)), f
     assert a.objective_fen == b.objective_fen and a.bound_fen == b.bound_fen
+
+
+def test_a_lot_no_cell_takes_is_dropped_not_a_failed_batch() -> None:
+    """A MIP cut short may open a lot whose whole run is surplus; its plan drops that lot (it only costs)
+    instead of failing the batch, as a demo batch once did ("lot 1350 makes 1 pieces no cell takes")."""
+    from importlib import import_module
+
+    from solvers.allocation import plan
+    from solvers.allocation.model import build_model
+
+    solve_module = import_module("solvers.allocation.solve")  # the package's ``solve`` is the function
+
+    for seed in range(20):
+        p = _random_problem(seed)
+        model = build_model(p)
+        run = solve_module._mip(model, lb=model.lb, ub=model.ub, seconds=20, seed=0)
+        if run.values is None:
+            continue
+        values = solve_module._round(model, run.values)
+        prod = model.block(values, "prod")
+        taken = np.bincount(model.arc_lot, weights=model.block(values, "arc"), minlength=prod.shape[0])
+        idle = np.flatnonzero((prod == 0) & (model.lot_open < 0) & (taken == 0))
+        for lot in idle.tolist():
+            trial = values.copy()
+            model.block(trial, "prod")[lot] = max(float(model.ub[model.var_at["prod"][0] + lot]), 1.0)
+            model.block(trial, "open")[lot] = 1.0
+            if not solve_module.feasible(model, trial):
+                continue  # the lot's minutes would overfill its workshop-day: not such a plan
+            with pytest.raises(ValueError, match="no cell takes"):
+                plan.to_result(p, model, trial, solver="test", seed=0)
+            cleaned = solve_module._without_idle_lots(model, trial)
+            assert model.block(cleaned, "prod")[lot] == 0 and model.block(cleaned, "open")[lot] == 0
+            (result,) = solve_module._plans(p, model, trial, "test", 0)
+            assert result.objective_fen == (
+                plan.to_result(p, model, values, solver="test", seed=0).objective_fen
+            )
+            return
+    pytest.fail("no random problem had a lot that could be opened idle")

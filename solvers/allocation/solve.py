@@ -235,10 +235,27 @@ def _plans(
     """The plan of an engine's solution, if it gave one that meets every row."""
     if values is None:
         return []
-    values = _round(model, values)
+    values = _without_idle_lots(model, _round(model, values))
     if not feasible(model, values):
         return []
     return [to_result(problem, model, values, solver=f"optimiser/{method}", seed=seed)]
+
+
+def _without_idle_lots(model: Model, values: F64) -> F64:
+    """``values`` with every lot that no cell takes a piece of made not at all (and a new one closed).
+
+    A MIP cut short may leave such a lot, its whole run surplus: dropping it only saves its cost and minutes.
+    Where a lot cannot close (a lot already open must stay open), its making is kept if its row demands it.
+    """
+    prod, arc = model.block(values, "prod"), model.block(values, "arc")
+    taken = np.bincount(model.arc_lot, weights=arc, minlength=prod.shape[0])
+    idle = (prod > _TOL) & (taken <= _TOL)
+    if not idle.any():
+        return values
+    out = values.copy()
+    model.block(out, "prod")[idle] = 0.0
+    model.block(out, "open")[idle & (model.lot_open < 0)] = 0.0
+    return out if feasible(model, out) else values
 
 
 def _with_bound(
