@@ -168,7 +168,7 @@ def request_waybills(lo: int, hi: int) -> dict[str, int]:
         for code in sorted({r.code for r in rows}):
             try:
                 apis[code] = accounts.api_for(session, sealer, code)
-            except (accounts.NoAccount, LookupError, ValueError) as exc:
+            except (LookupError, ValueError) as exc:  # no account, unknown courier
                 apis[code] = exc
     for r in rows:
         api = apis[r.code]
